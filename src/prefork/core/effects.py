@@ -1,0 +1,71 @@
+"""Effects out of the core: what the adapter must do, as plain frozen data.
+
+They are named as commands. The adapter does nothing the core did not ask for, and the
+core asks for nothing it cannot account for: every ``Kill`` targets a pid the core forked
+and has not reaped, every ``Spawn`` is answered by ``Forked`` or ``ForkFailed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from prefork.core.signals import Sig
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Base of every effect."""
+
+
+@dataclass(frozen=True)
+class Spawn(Effect):
+    """Fork a worker for ``slot`` of ``group``; answer with ``Forked`` or ``ForkFailed``."""
+
+    group: str
+    slot: int
+
+
+@dataclass(frozen=True)
+class Kill(Effect):
+    """Send ``signo`` to worker ``pid`` (and, for KILL, to its whole process group)."""
+
+    pid: int
+    signo: Sig
+
+
+@dataclass(frozen=True)
+class Log(Effect):
+    """Write one log line at ``level`` (debug, info, warning, error)."""
+
+    level: str
+    message: str
+
+
+@dataclass(frozen=True)
+class ReopenLogs(Effect):
+    """Reopen the master's log files (after logrotate moved them)."""
+
+
+@dataclass(frozen=True)
+class SetTitle(Effect):
+    """Set the master's process title."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class WakeAt(Effect):
+    """Wake the core with a ``Tick`` at ``when`` (monotonic); ``None``: no wake-up needed."""
+
+    when: float | None
+
+
+@dataclass(frozen=True)
+class Exit(Effect):
+    """Every worker is reaped: exit the master with ``code``."""
+
+    code: int
+
+
+AnyEffect = Union[Spawn, Kill, Log, ReopenLogs, SetTitle, WakeAt, Exit]

@@ -1,0 +1,144 @@
+"""Events into the core: what happened, as plain frozen data.
+
+Every event may carry ``at``, the adapter's monotonic clock when the event happened; the
+core keeps the latest time it has seen and uses it for every deadline. ``Tick(now)`` is an
+event that carries nothing but the time. Without ``at`` an event happens "now", at the
+latest time the core has seen.
+
+The adapter has one promise to keep: it answers every ``Spawn`` effect with ``Forked`` or
+``ForkFailed`` before it hands the core any other event (forking is synchronous, so this
+costs nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Union
+
+from prefork.core.signals import Sig
+
+if TYPE_CHECKING:
+    from prefork.core.config import PoolConfig
+    from prefork.core.worker import WorkerState
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every event: ``at`` is when it happened (``None``: at the latest time seen)."""
+
+    at: float | None = field(default=None, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Boot(Event):
+    """The adapter is ready (handlers installed, preload done): start the pool.
+
+    ``has_terminal`` tells the core whether the master has a controlling terminal, where a
+    window resize sends WINCH, which must then not stop the workers.
+    """
+
+    has_terminal: bool = False
+
+
+@dataclass(frozen=True)
+class Signal(Event):
+    """The master process received a signal."""
+
+    signo: Sig
+
+
+@dataclass(frozen=True)
+class Forked(Event):
+    """The outcome of ``Spawn(group, slot)``: a child with this pid now runs the job."""
+
+    group: str
+    slot: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class ForkFailed(Event):
+    """The outcome of ``Spawn(group, slot)``: ``fork()`` failed (EAGAIN, ENOMEM...)."""
+
+    group: str
+    slot: int
+    error: str
+
+
+@dataclass(frozen=True)
+class ChildExited(Event):
+    """``waitpid`` reaped a child.
+
+    ``status`` follows ``subprocess``'s ``returncode``: the exit code, or minus the number
+    of the signal that killed the child.
+    """
+
+    pid: int
+    status: int
+
+
+@dataclass(frozen=True)
+class Observed(Event):
+    """A reading of a worker's scoreboard slot.
+
+    ``state`` is what the worker wrote (spawning, idle or performing); ``heartbeat_at`` is
+    when its current perform began or it last called ``heartbeat()``; ``performs`` counts
+    the performs it finished.
+    """
+
+    pid: int
+    state: WorkerState
+    heartbeat_at: float = 0.0
+    performs: int = 0
+
+
+@dataclass(frozen=True)
+class Tick(Event):
+    """Time passed: the clock reads ``now``."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class StartWorker(Event):
+    """Command: one worker more in ``group`` (like TTIN)."""
+
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class StopWorker(Event):
+    """Command: one worker fewer in ``group``, stopped gracefully (like TTOU)."""
+
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class StopAll(Event):
+    """Command: stop every worker gracefully, then stop the master (like QUIT)."""
+
+
+@dataclass(frozen=True)
+class Scale(Event):
+    """Command: ``group`` should have ``n`` workers."""
+
+    group: str
+    n: int
+
+
+@dataclass(frozen=True)
+class Reload(Event):
+    """Command: take ``config`` (groups may come and go) and replace every worker."""
+
+    config: PoolConfig
+
+
+AnyEvent = Union[
+    Boot, Signal, Forked, ForkFailed, ChildExited, Observed, Tick,
+    StartWorker, StopWorker, StopAll, Scale, Reload,
+]
+
+__all__ = [
+    "AnyEvent", "Boot", "ChildExited", "Event", "ForkFailed", "Forked",
+    "Observed", "Reload", "Scale", "Signal", "StartWorker", "StopAll", "StopWorker", "Tick",
+]
