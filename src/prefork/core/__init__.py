@@ -7,15 +7,37 @@ The master and worker machines are ``transitions`` tables in ``master.py`` and
 
 from prefork.core.config import DEFAULT_GROUP, GroupConfig, PoolConfig
 from prefork.core.effects import (
-    Effect, Exit, Kill, Log, ReopenLogs, SetTitle, Spawn, WakeAt,
+    Effect,
+    Exit,
+    Kill,
+    Log,
+    ReopenLogs,
+    SetTitle,
+    Spawn,
+    WakeAt,
 )
 from prefork.core.errors import ConfigError, CoreError
 from prefork.core.events import (
-    Boot, ChildExited, Event, ForkFailed, Forked, Observed, Reload, Scale, Signal,
-    StartWorker, StopAll, StopWorker, Tick,
+    Boot,
+    ChildExited,
+    Event,
+    Forked,
+    ForkFailed,
+    Observed,
+    Reload,
+    Scale,
+    Signal,
+    StartWorker,
+    StopAll,
+    StopWorker,
+    Tick,
 )
 from prefork.core.master import (
-    MASTER_TRANSITIONS, MASTER_TRIGGERS, SIGNAL_TRIGGERS, MasterState, Supervisor,
+    MASTER_TRANSITIONS,
+    MASTER_TRIGGERS,
+    SIGNAL_TRIGGERS,
+    MasterState,
+    Supervisor,
     backoff_delay,
 )
 from prefork.core.signals import Sig

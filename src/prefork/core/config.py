@@ -72,6 +72,7 @@ class PoolConfig:
     name: str = "prefork"
 
     def __post_init__(self) -> None:
+        _check_count("max_workers", self.max_workers, allow_none=True)
         self._check_groups()
         _check_seconds("timeout", self.timeout, allow_none=True, positive=True)
         _check_seconds("setup_timeout", self.setup_timeout, allow_none=True, positive=True)
@@ -84,7 +85,6 @@ class PoolConfig:
         _check_seconds("restart_period", self.restart_period, allow_none=False, positive=True)
         if not isinstance(self.graceful_term, bool):
             raise ConfigError("graceful_term", self.graceful_term, "must be true or false")
-        _check_count("max_workers", self.max_workers, allow_none=True)
         _check_count("max_restarts", self.max_restarts, allow_none=True)
         _check_count("max_performs", self.max_performs, allow_none=True)
         if self.max_performs == 0:

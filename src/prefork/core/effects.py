@@ -8,7 +8,6 @@ and has not reaped, every ``Spawn`` is answered by ``Forked`` or ``ForkFailed``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from prefork.core.signals import Sig
 
@@ -68,4 +67,4 @@ class Exit(Effect):
     code: int
 
 
-AnyEffect = Union[Spawn, Kill, Log, ReopenLogs, SetTitle, WakeAt, Exit]
+AnyEffect = Spawn | Kill | Log | ReopenLogs | SetTitle | WakeAt | Exit

@@ -13,7 +13,7 @@ costs nothing).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from prefork.core.signals import Sig
 
@@ -133,10 +133,10 @@ class Reload(Event):
     config: PoolConfig
 
 
-AnyEvent = Union[
-    Boot, Signal, Forked, ForkFailed, ChildExited, Observed, Tick,
-    StartWorker, StopWorker, StopAll, Scale, Reload,
-]
+AnyEvent = (
+    Boot | Signal | Forked | ForkFailed | ChildExited | Observed | Tick
+    | StartWorker | StopWorker | StopAll | Scale | Reload
+)
 
 __all__ = [
     "AnyEvent", "Boot", "ChildExited", "Event", "ForkFailed", "Forked",

@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
-from typing import Any
+from enum import Enum, StrEnum
+from typing import Any, ClassVar
 
 from transitions import Machine, MachineError
 
@@ -45,7 +45,7 @@ from prefork.core.signals import Sig
 from prefork.core.worker import WORKER_TRANSITIONS, Worker, WorkerState
 
 
-class MasterState(str, Enum):
+class MasterState(StrEnum):
     """The states of the master machine (the names used in specs/master.md)."""
 
     BOOTING = "booting"
@@ -124,7 +124,9 @@ MASTER_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "workers_gone", "source": LEAVING, "dest": M.STOPPED, "after": "exit"},
 ]
 
-MASTER_TRIGGERS: tuple[str, ...] = tuple(dict.fromkeys(row["trigger"] for row in MASTER_TRANSITIONS))
+MASTER_TRIGGERS: tuple[str, ...] = tuple(
+    dict.fromkeys(row["trigger"] for row in MASTER_TRANSITIONS)
+)
 
 # which master trigger each signal fires
 SIGNAL_TRIGGERS: dict[Sig, str] = {
@@ -300,7 +302,7 @@ class Supervisor:
     def _on_reload(self, event: ev.Reload) -> None:
         self.fire(self, "reload_requested", event.config)
 
-    _HANDLERS: dict[type, Callable[[Supervisor, Any], None]] = {
+    _HANDLERS: ClassVar[dict[type, Callable[[Supervisor, Any], None]]] = {
         ev.Boot: _on_boot,
         ev.Signal: _on_signal,
         ev.Forked: _on_forked,

@@ -7,10 +7,10 @@ maps ``signal.Signals`` to and from these members by name.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class Sig(str, Enum):
+class Sig(StrEnum):
     """A signal, by its POSIX name without the ``SIG`` prefix."""
 
     QUIT = "QUIT"

@@ -31,7 +31,7 @@ effects to the supervisor's outbox.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from prefork.core.effects import Kill, Log
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from prefork.core.master import Supervisor
 
 
-class WorkerState(str, Enum):
+class WorkerState(StrEnum):
     """The states of the worker machine (the names used in specs/worker.md)."""
 
     SPAWNING = "spawning"
@@ -93,7 +93,9 @@ WORKER_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "exited", "source": ALIVE, "dest": S.DEAD, "after": "record_exit"},
 ]
 
-WORKER_TRIGGERS: tuple[str, ...] = tuple(dict.fromkeys(row["trigger"] for row in WORKER_TRANSITIONS))
+WORKER_TRIGGERS: tuple[str, ...] = tuple(
+    dict.fromkeys(row["trigger"] for row in WORKER_TRANSITIONS)
+)
 
 
 class Worker:

@@ -1,0 +1,22 @@
+"""prefork: supervise a pool of pre-forked worker processes.
+
+A master process forks workers that each run a job (``setup()`` once, then ``perform()``
+over and over) and keeps the pool at its size through crashes, signals and reloads. The
+master and every worker are finite-state machines in :mod:`prefork.core`, a pure core
+that takes events in and hands effects out; a POSIX adapter does the system calls.
+"""
+
+from prefork.core.config import GroupConfig, PoolConfig
+from prefork.core.errors import ConfigError, CoreError
+from prefork.core.signals import Sig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "CoreError",
+    "GroupConfig",
+    "PoolConfig",
+    "Sig",
+    "__version__",
+]

@@ -1,0 +1,301 @@
+"""The supervisor, scripted one event at a time; the whole state is checked after each.
+
+specs/ covers every row and the signal scenarios; these tests pin the edges: the adapter
+contract, the clock, wake-ups, back-off arithmetic and the exact log lines.
+"""
+
+from __future__ import annotations
+
+import pytest
+from core_driver import Driver
+
+from prefork.core import (
+    Boot,
+    ChildExited,
+    CoreError,
+    Exit,
+    Forked,
+    ForkFailed,
+    Kill,
+    Log,
+    MasterState,
+    Observed,
+    PoolConfig,
+    Reload,
+    Scale,
+    SetTitle,
+    Sig,
+    Signal,
+    Spawn,
+    StartWorker,
+    StopWorker,
+    Supervisor,
+    Tick,
+    WakeAt,
+    WorkerState,
+)
+
+IDLE, PERFORMING = WorkerState.IDLE, WorkerState.PERFORMING
+
+
+def booted(**options) -> Driver:
+    options.setdefault("setup_timeout", None)
+    driver = Driver(PoolConfig.of(**options))
+    driver.send(Boot(at=0.0))
+    return driver
+
+
+def test_boot_spawns_every_slot_and_asks_for_no_wake_up_without_timers() -> None:
+    driver = Driver(PoolConfig.of(groups={"a": 2, "b": 1}, setup_timeout=None))
+    effects = driver.send(Boot(at=0.0))
+    assert [e for e in effects if isinstance(e, Spawn)] == [
+        Spawn("a", 0), Spawn("a", 1), Spawn("b", 0)]
+    assert not driver.of(WakeAt)
+    assert effects[:2] == [Log("info", "master booting -> running (booted)"),
+                           SetTitle("prefork master: running")]
+    assert driver.core.state is MasterState.RUNNING
+
+
+def test_setup_timeout_asks_for_a_wake_up_and_cancels_it_when_setup_finishes() -> None:
+    driver = booted(workers=1, setup_timeout=5)
+    assert driver.effects[-1] == WakeAt(5.0)
+    (pid,) = driver.pids()
+    effects = driver.send(Observed(pid, IDLE, at=1.0))
+    assert effects[-1] == WakeAt(None)
+    assert driver.send(Tick(2.0)) == []
+
+
+def test_an_event_before_the_spawn_is_answered_breaks_the_contract() -> None:
+    core = Supervisor(PoolConfig.of(workers=1))
+    core.handle(Boot(at=0))
+    with pytest.raises(CoreError, match=r"before Spawn\('default', 0\) was answered"):
+        core.handle(Signal(Sig.QUIT))
+
+
+def test_answers_to_no_spawn_and_reused_live_pids_are_refused() -> None:
+    driver = booted(workers=1)
+    with pytest.raises(CoreError, match="answers no Spawn"):
+        driver.core.handle(Forked("default", 5, 999))
+    with pytest.raises(CoreError, match="answers no Spawn"):
+        driver.core.handle(ForkFailed("nope", 0, "EAGAIN"))
+    driver.send(StartWorker())
+    core = driver.core
+    core.handle(StartWorker())
+    with pytest.raises(CoreError, match="reuses the pid of a live worker"):
+        core.handle(Forked("default", 2, 100))
+
+
+def test_readings_of_unknown_pids_and_unknown_signals_raise() -> None:
+    driver = booted(workers=1)
+    with pytest.raises(CoreError, match="names no live worker"):
+        driver.send(Observed(4242, IDLE))
+    with pytest.raises(CoreError, match="no row for Signal"):
+        driver.send(Signal(Sig.KILL))
+
+
+def test_a_missing_row_raises_and_leaves_the_state_alone() -> None:
+    driver = booted(workers=1)
+    (pid,) = driver.pids()
+    worker = driver.core.worker_by_pid(pid)
+    driver.send(Observed(pid, IDLE))
+    with pytest.raises(CoreError) as caught:
+        driver.core.fire(worker, "deadline_passed")
+    assert str(caught.value) == (
+        f"worker machine: no row for deadline_passed in state idle (group=default slot=0 pid={pid})"
+    )
+    with pytest.raises(CoreError, match="no row for reported_spawning in state idle"):
+        driver.send(Observed(pid, WorkerState.SPAWNING))
+    assert worker.state is IDLE
+    with pytest.raises(CoreError, match="master machine: no row for booted in state running"):
+        driver.core.fire(driver.core, "booted")
+    assert driver.core.state is MasterState.RUNNING
+
+
+def test_the_clock_only_moves_forward() -> None:
+    driver = booted(workers=1)
+    driver.send(Tick(10.0))
+    driver.send(Signal(Sig.USR1, at=4.0))
+    assert driver.core.now == 10.0
+    driver.send(Signal(Sig.USR1))
+    assert driver.core.now == 10.0
+
+
+def test_a_crash_is_replaced_at_once_then_backed_off_exponentially() -> None:
+    driver = booted(workers=1, restart_backoff=1, restart_backoff_max=4)
+    spawn_times = []
+    for at in [1.0, 2.0, 4.0, 8.0, 13.0, 18.0]:
+        driver.send(Tick(at))
+        spawns = driver.of(Spawn)
+        if spawns:
+            spawn_times.append(at)
+        (pid,) = driver.pids() or [None]
+        if pid is not None:
+            driver.send(ChildExited(pid, 1, at=at))
+            if driver.of(Spawn):
+                spawn_times.append(at)
+    # crash 1 at t=1 -> at once; crash 2 at t=1 -> +1s; crash 3 at t=2 -> +2s ...
+    assert spawn_times[0] == 1.0
+    history = driver.core.slots[("default", 0)]
+    assert history.failures >= 3
+    assert history.respawn_at - driver.core.now <= 4
+
+
+def test_backoff_wakes_the_master_when_the_slot_may_be_refilled() -> None:
+    driver = booted(workers=1, restart_backoff=2, restart_backoff_max=30)
+    (first,) = driver.pids()
+    driver.send(ChildExited(first, 1, at=1.0))
+    (second,) = driver.pids()
+    effects = driver.send(ChildExited(second, 1, at=1.5))
+    assert Log("warning", "slot default.0 failed 2 times in a row; respawn in 2s") in effects
+    assert effects[-1] == WakeAt(3.5)
+    assert driver.pids() == []
+    assert not [e for e in driver.send(Tick(3.4)) if isinstance(e, Spawn)]
+    assert Spawn("default", 0) in driver.send(Tick(3.5))
+
+
+def test_a_worker_that_performed_resets_the_backoff() -> None:
+    driver = booted(workers=1, restart_backoff=2)
+    for _ in range(3):
+        (pid,) = driver.pids() or [None]
+        driver.send(ChildExited(pid, 1))
+        driver.send(Tick(driver.core.now + 100))
+    (pid,) = driver.pids()
+    driver.send(Observed(pid, IDLE, performs=3))
+    effects = driver.send(ChildExited(pid, 1))
+    assert Spawn("default", 0) in effects
+    assert driver.core.slots[("default", 0)].failures == 1
+
+
+def test_a_long_lived_worker_resets_the_backoff() -> None:
+    driver = booted(workers=1, restart_backoff=2, restart_backoff_max=10)
+    (pid,) = driver.pids()
+    driver.send(ChildExited(pid, 1, at=1))
+    (pid,) = driver.pids()
+    driver.send(ChildExited(pid, 1, at=1))
+    driver.send(Tick(3))
+    (pid,) = driver.pids()
+    driver.send(Observed(pid, IDLE, at=4))
+    effects = driver.send(ChildExited(pid, 1, at=3 + 10))
+    assert Spawn("default", 0) in effects
+
+
+def test_a_clean_exit_after_performs_is_a_retirement_not_a_crash() -> None:
+    driver = booted(workers=1, max_restarts=0)
+    (pid,) = driver.pids()
+    driver.send(Observed(pid, IDLE, performs=5))
+    effects = driver.send(ChildExited(pid, 0))
+    assert Log("info", f"worker group=default slot=0 pid={pid} exited by itself after "
+                       "5 performs") in effects
+    assert Spawn("default", 0) in effects
+    assert driver.core.state is MasterState.RUNNING
+    assert driver.core.crash_times == []
+
+
+def test_a_clean_exit_during_setup_is_a_crash() -> None:
+    driver = booted(workers=1, max_restarts=0)
+    (pid,) = driver.pids()
+    effects = driver.send(ChildExited(pid, 0))
+    assert Log("error", f"worker group=default slot=0 pid={pid} crashed (exit status 0)") in effects
+    assert Log("error", "more than 0 crashes in 60s: giving up") in effects
+    assert driver.core.state is MasterState.STOPPED  # terminating, with no worker left
+    assert Exit(1) in effects and not driver.of(Spawn)
+
+
+def test_intensity_counts_only_crashes_inside_the_period() -> None:
+    driver = booted(workers=1, max_restarts=2, restart_period=10, restart_backoff=0)
+    for at in [0, 5, 11, 16]:
+        (pid,) = driver.pids()
+        driver.send(ChildExited(pid, 1, at=at))
+        assert driver.core.state is MasterState.RUNNING, at
+    (pid,) = driver.pids()
+    driver.send(ChildExited(pid, 1, at=17))
+    assert driver.core.state is MasterState.STOPPED
+    assert Exit(1) in driver.effects
+
+
+def test_a_fork_failure_is_a_crash_that_backs_off() -> None:
+    core = Supervisor(PoolConfig.of(workers=1, restart_backoff=1, setup_timeout=None))
+    core.handle(Boot(at=0))
+    effects = core.handle(ForkFailed("default", 0, "EAGAIN"))
+    assert Log("error", "worker group=default slot=0 pid=None fork failed: EAGAIN") in effects
+    assert Spawn("default", 0) in effects
+    effects = core.handle(ForkFailed("default", 0, "EAGAIN"))
+    assert WakeAt(1.0) in effects
+    assert core.workers == []
+
+
+def test_max_performs_retires_a_worker_the_master_sees_past_its_limit() -> None:
+    driver = booted(workers=1, max_performs=10)
+    (pid,) = driver.pids()
+    driver.send(Observed(pid, IDLE, performs=9))
+    assert not driver.of(Kill)
+    effects = driver.send(Observed(pid, PERFORMING, heartbeat_at=1, performs=10))
+    assert Kill(pid, Sig.QUIT) in effects
+    assert Spawn("default", 0) in effects
+
+
+def test_term_after_quit_sends_term_but_never_postpones_the_kill() -> None:
+    driver = booted(workers=1, graceful_timeout=30, kill_timeout=60)
+    (pid,) = driver.pids()
+    driver.send(Signal(Sig.QUIT, at=0))
+    effects = driver.send(Signal(Sig.TERM, at=5))
+    assert Kill(pid, Sig.TERM) in effects
+    assert driver.core.worker_by_pid(pid).deadline == 30
+    assert driver.send(Signal(Sig.INT, at=6)) == []
+    assert Kill(pid, Sig.KILL) in driver.send(Tick(30))
+    assert driver.send(Tick(100)) == []
+
+
+def test_term_after_quit_brings_the_kill_forward() -> None:
+    driver = booted(workers=1, graceful_timeout=30, kill_timeout=2)
+    (pid,) = driver.pids()
+    driver.send(Signal(Sig.QUIT, at=0))
+    driver.send(Signal(Sig.TERM, at=5))
+    assert driver.core.worker_by_pid(pid).deadline == 7
+    assert driver.effects[-1] == WakeAt(7)
+
+
+def test_a_stray_child_is_logged_and_ignored() -> None:
+    driver = booted(workers=1)
+    effects = driver.send(ChildExited(31337, -9))
+    assert effects == [Log("warning", "reaped pid=31337 (killed by signal 9), which is not "
+                                      "a live worker: ignored")]
+
+
+def test_scale_is_bounded_and_names_unknown_groups() -> None:
+    driver = booted(groups={"a": 1}, max_workers=3)
+    effects = driver.send(Scale("a", 7))
+    assert Log("warning", "group a stays at 3 workers (asked for 7; bounds 0..3)") in effects
+    assert driver.core.targets == {"a": 3}
+    effects = driver.send(Scale("zz", 1))
+    assert effects == [Log("warning", "no group 'zz' to scale (groups: a)")]
+    driver.send(Scale("a", -4))
+    assert driver.core.targets == {"a": 0}
+    driver.send(StopWorker("a"))
+    assert driver.core.targets == {"a": 0}
+
+
+def test_reload_drops_removed_groups_and_their_backoff() -> None:
+    driver = booted(groups={"a": 1, "b": 1}, restart_backoff=5)
+    b_pid = driver.core.active_workers("b")[0].pid
+    driver.send(ChildExited(b_pid, 1))
+    (b_pid,) = [w.pid for w in driver.core.active_workers("b")]
+    driver.send(ChildExited(b_pid, 1))
+    assert ("b", 0) in driver.core.slots
+    driver.send(Reload(PoolConfig.of(groups={"a": 2, "c": 1})))
+    assert ("b", 0) not in driver.core.slots
+    assert sorted((w.group, w.slot) for w in driver.core.active_workers()) == [
+        ("a", 0), ("a", 1), ("c", 0)]
+
+
+def test_the_same_events_give_the_same_effects() -> None:
+    def run() -> list:
+        driver = booted(workers=2, timeout=3, restart_backoff=1)
+        out = list(driver.effects)
+        a, b = driver.pids()
+        for event in [Observed(a, PERFORMING, heartbeat_at=1, at=1), ChildExited(b, 1, at=2),
+                      Tick(5), Signal(Sig.HUP, at=6), Signal(Sig.QUIT, at=7), Tick(50)]:
+            out += driver.send(event)
+        return out
+
+    assert run() == run()
