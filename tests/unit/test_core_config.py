@@ -26,6 +26,7 @@ from prefork.core import ConfigError, GroupConfig, PoolConfig, backoff_delay
         ({"max_performs": 0}, "max_performs"),
         ({"max_restarts": -1}, "max_restarts"),
         ({"restart_period": 0}, "restart_period"),
+        ({"restart_backoff": 0}, "restart_backoff"),
         ({"restart_backoff": 2, "restart_backoff_max": 1}, "restart_backoff_max"),
         ({"name": ""}, "name"),
         ({"wokers": 2}, "wokers"),

@@ -202,7 +202,8 @@ def test_a_clean_exit_during_setup_is_a_crash() -> None:
 
 
 def test_intensity_counts_only_crashes_inside_the_period() -> None:
-    driver = booted(workers=1, max_restarts=2, restart_period=10, restart_backoff=0)
+    driver = booted(workers=1, max_restarts=2, restart_period=10, restart_backoff=0.5,
+                    restart_backoff_max=1)
     for at in [0, 5, 11, 16]:
         (pid,) = driver.pids()
         driver.send(ChildExited(pid, 1, at=at))

@@ -78,7 +78,8 @@ class PoolConfig:
         _check_seconds("setup_timeout", self.setup_timeout, allow_none=True, positive=True)
         _check_seconds("graceful_timeout", self.graceful_timeout, allow_none=False, positive=False)
         _check_seconds("kill_timeout", self.kill_timeout, allow_none=False, positive=False)
-        _check_seconds("restart_backoff", self.restart_backoff, allow_none=False, positive=False)
+        # > 0: a fork that fails at once must never be retried in a tight loop
+        _check_seconds("restart_backoff", self.restart_backoff, allow_none=False, positive=True)
         _check_seconds(
             "restart_backoff_max", self.restart_backoff_max, allow_none=False, positive=False
         )

@@ -228,12 +228,16 @@ class Supervisor:
     def _check_spawns_answered(self, event: ev.Event) -> None:
         if isinstance(event, ev.Forked | ev.ForkFailed):
             return
-        for worker in self.workers:
-            if worker.pid is None:
-                raise CoreError(
-                    f"master machine: {event!r} arrived before Spawn({worker.group!r}, "
-                    f"{worker.slot}) was answered with Forked or ForkFailed"
-                )
+        for worker in self._unforked():
+            raise CoreError(
+                f"master machine: {event!r} arrived before Spawn({worker.group!r}, "
+                f"{worker.slot}) was answered with Forked or ForkFailed"
+            )
+
+    def _unforked(self) -> list[Worker]:
+        """Workers whose Spawn the adapter has not answered yet (it will, before any
+        other event): nothing can be sent to them, so rules that act on workers wait."""
+        return [w for w in self.workers if w.pid is None]
 
     def _dispatch(self, event: ev.Event) -> None:
         handler = self._HANDLERS.get(type(event))
@@ -271,7 +275,9 @@ class Supervisor:
             return
         was_active = worker.is_active
         self.fire(worker, "exited", event.status)
-        if was_active:
+        if worker.timed_out:  # already logged as an error when its deadline passed
+            self._count_crash(worker)
+        elif was_active:
             self._account_for_exit(worker, event.status)
         self._bury(worker)
 
@@ -281,6 +287,8 @@ class Supervisor:
             raise CoreError(f"master machine: {event!r} names no live worker")
         trigger = f"reported_{WorkerState(event.state).value}"
         self.fire(worker, trigger, event.heartbeat_at, event.performs)
+        if worker.performs > 0:  # the slot works: a later crash starts a new run
+            self.slots.pop((worker.group, worker.slot), None)
 
     def _on_tick(self, event: ev.Tick) -> None:
         for worker in list(self.workers):
@@ -390,7 +398,7 @@ class Supervisor:
         """Back off the slot's next spawn and remember the crash for the intensity limit."""
         history = self.slots.setdefault((worker.group, worker.slot), SlotHistory())
         uptime = self.now - (worker.forked_at if worker.forked_at is not None else self.now)
-        if worker.performs > 0 or uptime >= self.config.restart_backoff_max:
+        if uptime >= self.config.restart_backoff_max:  # it ran long enough to count as well
             history.failures = 0
         history.failures += 1
         delay = backoff_delay(history.failures, self.config)
@@ -429,18 +437,22 @@ class Supervisor:
         return False
 
     def _give_up_on_crash_loop(self) -> bool:
-        limit = self.config.max_restarts
-        if limit is None or self.state not in SPAWNING_STATES:
-            return False
-        since = self.now - self.config.restart_period
-        self.crash_times = [t for t in self.crash_times if t > since]
-        if len(self.crash_times) > limit:
+        if self.state in SPAWNING_STATES and self._too_many_crashes() and not self._unforked():
             self.fire(self, "restarts_exhausted")
             return True
         return False
 
+    def _too_many_crashes(self) -> bool:
+        """More than ``max_restarts`` crashes within the last ``restart_period`` seconds."""
+        limit = self.config.max_restarts
+        if limit is None:
+            return False
+        since = self.now - self.config.restart_period
+        self.crash_times = [t for t in self.crash_times if t > since]
+        return len(self.crash_times) > limit
+
     def _retire_surplus(self) -> bool:
-        if self.state not in UP:
+        if self.state not in UP or self._unforked():
             return False
         for worker in self.active_workers():
             if self._is_surplus(worker):
@@ -455,7 +467,7 @@ class Supervisor:
         return limit is not None and worker.performs >= limit
 
     def _fill_missing_slots(self) -> bool:
-        if self.state not in SPAWNING_STATES:
+        if self.state not in SPAWNING_STATES or self._too_many_crashes():
             return False
         due = [(group, slot) for group, slot, when in self._missing_slots() if when <= self.now]
         for group, slot in due:

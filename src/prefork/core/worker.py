@@ -14,8 +14,9 @@ Whatever the master decides to do to a worker goes through ``stopping``: a grace
 stop (QUIT, with ``graceful_timeout`` to finish), a quick one (TERM, with
 ``kill_timeout``), or a timeout (ABRT so the worker dumps its stack, then
 ``kill_timeout``). ``stop_signal`` remembers the soft signal sent, so a quick stop can
-still overtake a graceful one but nothing is ever sent twice. When the kill deadline
-passes the worker gets KILL once and its deadline is cleared. Only ``exited`` (the
+still overtake a graceful one but nothing is ever sent twice, and the exit of a worker
+stopped for a timeout counts as a crash. When the kill deadline passes the worker gets
+KILL once and its deadline is cleared. Only ``exited`` (the
 adapter reaped the pid) leads to ``dead``, and from every live state: a worker can die
 at any moment, and the benign race of a worker dying while told to stop is a row, not an
 exception.
@@ -139,8 +140,13 @@ class Worker:
     # guards -------------------------------------------------------------------------
 
     def told_to_quit(self, *_: Any) -> bool:
-        """Stopping gracefully (QUIT sent), so a quick stop may still overtake it."""
-        return self.stop_signal is Sig.QUIT
+        """Stopping gracefully (QUIT sent, KILL not yet), so a quick stop may overtake it."""
+        return self.stop_signal is Sig.QUIT and self.deadline is not None
+
+    @property
+    def timed_out(self) -> bool:
+        """Stopped because its setup or perform overran: a crash, for back-off and intensity."""
+        return self.stop_signal is Sig.ABRT
 
     # callbacks: set fields, append effects ----------------------------------------------
 
@@ -192,7 +198,6 @@ class Worker:
 
     def send_kill(self) -> None:
         self.deadline = None
-        self.stop_signal = Sig.KILL
         self.pool.emit(Log("warning", f"worker {self.label} did not stop in time; KILL"))
         self.pool.emit(Kill(self._pid(Sig.KILL), Sig.KILL))
 

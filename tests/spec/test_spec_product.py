@@ -1,0 +1,328 @@
+"""The whole state x event product of both machines, against the spec's tables.
+
+For every state, every trigger and every value of the guards that trigger's rows read, a
+fixture brings a real ``Supervisor`` to that state through events (specs/README.md, "The
+product test's fixtures"), and the trigger is fired through ``Supervisor.fire`` with
+canonical arguments. The spec row that matches says what must happen: the destination and
+the exact multiset of effects, the worker triggers a master row fires on each worker; with
+no matching row, ``CoreError`` and nothing changed (the closure rule). As h2's
+``test_state_machines.py`` does, one test per pair, so a hole in the table has a name.
+
+``fire`` is the single dispatch point of the core. The test wraps it on the instance to
+know which effects a master row produced itself and which came from the worker triggers it
+fired (those belong to the worker rows and are checked there).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from spec_runner import Adapter
+from spec_tables import SpecRow, guard_text, guards_of, load, spec_rows
+
+from prefork.core import (
+    MASTER_TRIGGERS,
+    SIGNAL_TRIGGERS,
+    WORKER_TRIGGERS,
+    Boot,
+    ChildExited,
+    CoreError,
+    Effect,
+    Exit,
+    Kill,
+    Log,
+    MasterState,
+    Observed,
+    PoolConfig,
+    ReopenLogs,
+    SetTitle,
+    Sig,
+    Signal,
+    Spawn,
+    Supervisor,
+    Tick,
+    WakeAt,
+    Worker,
+    WorkerState,
+)
+
+SETUP_TIMEOUT = 5.0
+STRAY_PID = 999
+FORWARDED = Sig.USR2
+
+
+# fixtures: a supervisor in a given state, reached through events --------------------------
+
+
+@dataclass
+class Fixture:
+    """A supervisor and the model (itself or one of its workers) a trigger is fired on."""
+
+    adapter: Adapter
+    model: Any
+
+    @property
+    def supervisor(self) -> Supervisor:
+        return self.adapter.supervisor
+
+
+def worker_fixture(state: WorkerState, told_to_quit: bool) -> Fixture:
+    """A running pool of one worker, that worker brought to ``state``.
+
+    Stopping after QUIT comes from TTOU (the master stays running, the worker is retired);
+    stopping after ABRT from a setup timeout; dead from the ``exited`` row itself, fired
+    directly, because the core forgets a worker as soon as the adapter reports it reaped.
+    """
+    adapter = Adapter(PoolConfig.of(workers=1, setup_timeout=SETUP_TIMEOUT))
+    adapter.feed(Boot())
+    worker = adapter.worker(1)
+    pid = adapter.pid_of(1)
+    if state is WorkerState.SPAWNING:
+        return Fixture(adapter, worker)
+    if state is WorkerState.STOPPING and not told_to_quit:
+        adapter.feed(Tick(SETUP_TIMEOUT))
+        return Fixture(adapter, worker)
+    reading = WorkerState.PERFORMING if state is WorkerState.PERFORMING else WorkerState.IDLE
+    adapter.feed(Observed(pid, reading, heartbeat_at=0.0))
+    if told_to_quit:
+        adapter.feed(Signal(Sig.TTOU))
+    if state is WorkerState.DEAD:
+        adapter.supervisor.fire(worker, "exited", 0)
+    return Fixture(adapter, worker)
+
+
+def master_fixture(state: MasterState, graceful_term: bool, has_terminal: bool) -> Fixture:
+    """A pool of ``workers=1`` brought to ``state`` through events.
+
+    ``has_terminal`` comes from ``Boot``. Before Boot, and in ``paused`` (WINCH pauses only
+    a master without a terminal), no event can set it, so the fixture sets the attribute.
+    """
+    adapter = Adapter(PoolConfig.of(workers=1, graceful_term=graceful_term))
+    supervisor = adapter.supervisor
+    if state is MasterState.BOOTING:
+        supervisor.has_terminal = has_terminal
+        return Fixture(adapter, supervisor)
+    adapter.feed(Boot(has_terminal=has_terminal and state is not MasterState.PAUSED))
+    adapter.feed(Observed(adapter.pid_of(1), WorkerState.IDLE))
+    signal = {
+        MasterState.PAUSED: Sig.WINCH, MasterState.RELOADING: Sig.HUP,
+        MasterState.DRAINING: Sig.QUIT, MasterState.TERMINATING: Sig.INT,
+        MasterState.STOPPED: Sig.INT,
+    }.get(state)
+    if signal is not None:
+        adapter.feed(Signal(signal))
+    if state is MasterState.PAUSED:
+        supervisor.has_terminal = has_terminal
+    if state is MasterState.RELOADING:
+        adapter.feed(Observed(adapter.pid_of(2), WorkerState.IDLE))
+    if state is MasterState.STOPPED:
+        adapter.feed(ChildExited(adapter.pid_of(1), -15))
+    assert supervisor.state is state, f"the fixture reached {supervisor.state}, not {state}"
+    return Fixture(adapter, supervisor)
+
+
+# canonical arguments ----------------------------------------------------------------------
+
+
+def worker_args(trigger: str, fixture: Fixture) -> tuple[Any, ...]:
+    worker: Worker = fixture.model
+    return {
+        "forked": (worker.pid,),
+        "fork_failed": ("EAGAIN",),
+        "reported_spawning": (fixture.supervisor.now, 0),
+        "reported_idle": (fixture.supervisor.now, 0),
+        "reported_performing": (fixture.supervisor.now, 0),
+        "signal_forwarded": (FORWARDED,),
+        "exited": (0,),
+    }.get(trigger, ())
+
+
+def master_args(trigger: str, fixture: Fixture) -> tuple[Any, ...]:
+    signals = {name: (signo,) for signo, name in SIGNAL_TRIGGERS.items()}
+    return {
+        **signals,
+        "reload_requested": (fixture.supervisor.config,),
+        "start_worker_requested": (None,),
+        "stop_worker_requested": (None,),
+        "scale_requested": ("default", 2),
+        "stray_child_exited": (STRAY_PID, 0),
+    }.get(trigger, ())
+
+
+# recording a firing -----------------------------------------------------------------------
+
+
+@dataclass
+class Firing:
+    """What one ``fire`` did: the row's own effects and the worker triggers it fired."""
+
+    own: list[Effect] = field(default_factory=list)
+    fired: Counter[tuple[int, str]] = field(default_factory=Counter)
+
+
+def outbox(supervisor: Supervisor) -> list[Effect]:
+    """The effects queued so far in this event (``fire`` inserts into it, ``handle`` drains
+    it); the only private attribute the spec tests read, because ``fire`` returns nothing."""
+    queued: list[Effect] = supervisor._outbox
+    return queued
+
+
+def fire_recorded(supervisor: Supervisor, model: Any, trigger: str, args: tuple[Any, ...]
+                  ) -> Firing:
+    """Fire ``trigger`` on ``model``, attributing nested worker firings to the workers."""
+    firing = Firing()
+    nested: set[int] = set()
+    original: Callable[..., None] = supervisor.fire
+    depth = 0
+
+    def recording_fire(inner: Any, inner_trigger: str, *inner_args: Any) -> None:
+        nonlocal depth
+        start = len(outbox(supervisor))
+        depth += 1
+        try:
+            original(inner, inner_trigger, *inner_args)
+        finally:
+            depth -= 1
+        if depth == 0:
+            firing.fired[(id(inner), inner_trigger)] += 1
+            nested.update(id(effect) for effect in outbox(supervisor)[start:])
+
+    start = len(outbox(supervisor))
+    supervisor.fire = recording_fire  # type: ignore[method-assign, assignment]
+    try:
+        original(model, trigger, *args)
+    finally:
+        del supervisor.fire
+    firing.own = [e for e in outbox(supervisor)[start:] if id(e) not in nested]
+    return firing
+
+
+def normalise(effect: Effect, own_pid: int | None) -> str:
+    """An effect in the words of the effects column (specs/README.md)."""
+    if isinstance(effect, Log):
+        return f"Log({effect.level})"
+    if isinstance(effect, Kill):
+        target = "" if effect.pid == own_pid else f"pid {effect.pid}, "
+        return f"Kill({target}{effect.signo})"
+    names = {SetTitle: "SetTitle", ReopenLogs: "ReopenLogs", Exit: "Exit", Spawn: "Spawn",
+             WakeAt: "WakeAt"}
+    return names.get(type(effect), repr(effect))
+
+
+# the cases --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One (machine, state, trigger, guard values) with the spec row that must apply."""
+
+    machine: str
+    state: str
+    trigger: str
+    valuation: tuple[tuple[str, bool], ...]
+    row: SpecRow | None
+    matches: tuple[str, ...] = ()
+
+    @property
+    def test_id(self) -> str:
+        outcome = f"-> {self.row.shape.dest} ({self.row.row.where.removeprefix('specs/')})" \
+            if self.row else "-> CoreError"
+        return f"{self.machine} {self.state} {self.trigger}{guard_text(self.valuation)} " \
+            f"{outcome}"
+
+
+def reachable(machine: str, state: str, valuation: dict[str, bool]) -> bool:
+    """Only a stopping (or dead) worker can have been told to quit."""
+    return not (machine == "worker" and valuation.get("told_to_quit")
+                and state not in ("stopping", "dead"))
+
+
+def cases() -> list[Any]:
+    params = []
+    machines = [("worker", "worker.md", WorkerState, WORKER_TRIGGERS),
+                ("master", "master.md", MasterState, MASTER_TRIGGERS)]
+    for machine, spec, states, triggers in machines:
+        rows = spec_rows(load(spec), (s.value for s in states), triggers)
+        for state, trigger in itertools.product([s.value for s in states], triggers):
+            guards = guards_of(rows, trigger)
+            for values in itertools.product((True, False), repeat=len(guards)):
+                valuation = dict(zip(guards, values, strict=True))
+                if not reachable(machine, state, valuation):
+                    continue
+                matching = [row for row in rows
+                            if row.shape.trigger == trigger and row.allows(state, valuation)]
+                case = Case(machine, state, trigger, tuple(sorted(valuation.items())),
+                            matching[0] if matching else None,
+                            tuple(row.row.where for row in matching))
+                params.append(pytest.param(case, id=case.test_id))
+    return params
+
+
+def build(case: Case) -> Fixture:
+    values = dict(case.valuation)
+    if case.machine == "worker":
+        # without the guard in play, a stopping (or dead) worker is one that was sent QUIT
+        told = values.get("told_to_quit", case.state in ("stopping", "dead"))
+        return worker_fixture(WorkerState(case.state), told)
+    return master_fixture(MasterState(case.state), values.get("graceful_term", False),
+                          values.get("has_terminal", False))
+
+
+@pytest.mark.parametrize("case", cases())
+def test_state_times_event(case: Case) -> None:
+    assert len(case.matches) <= 1, f"several spec rows match: {', '.join(case.matches)}"
+    fixture = build(case)
+    supervisor, model = fixture.supervisor, fixture.model
+    args = (worker_args if case.machine == "worker" else master_args)(case.trigger, fixture)
+    workers = list(supervisor.workers)
+    states_before = [(w, w.state) for w in workers]
+    queued_before = len(outbox(supervisor))
+
+    if case.row is None:
+        with pytest.raises(CoreError):
+            supervisor.fire(model, case.trigger, *args)
+        assert model.state.value == case.state, "a pair without a row changed the state"
+        assert len(outbox(supervisor)) == queued_before, "a pair without a row emitted effects"
+        assert [(w, w.state) for w in workers] == states_before, "a worker changed state"
+        return
+
+    row = case.row
+    where = row.row.where
+    firing = fire_recorded(supervisor, model, case.trigger, args)
+
+    dest = case.state if row.shape.dest == "=" else row.shape.dest
+    assert model.state.value == dest, f"{where}: expected {dest}, got {model.state}"
+
+    moved = dest != case.state
+    signo = next((a for a in args if isinstance(a, Sig)), None)
+    own_pid = model.pid if isinstance(model, Worker) else None
+    expected = Counter(
+        item.effect.replace("signo", str(signo))
+        for item in row.effects
+        if item.effect is not None and (moved or not item.moved_only)
+    )
+    actual = Counter(normalise(effect, own_pid) for effect in firing.own)
+    assert actual == expected, (
+        f"{where}: effects {sorted(actual.elements())}, the spec says "
+        f"{sorted(expected.elements())}\n    {firing.own}"
+    )
+
+    each = [item.each_worker for item in row.effects if item.each_worker is not None]
+    wanted = Counter((id(worker), trigger) for worker in workers for trigger in each)
+    assert firing.fired == wanted, (
+        f"{where}: fired {sorted((t, n) for (_, t), n in firing.fired.items())} on the "
+        f"workers, the spec says each of the {len(workers)} workers gets {each}"
+    )
+
+
+def test_every_state_and_trigger_is_covered() -> None:
+    """The product really is the whole product: no state and no trigger is left out."""
+    seen = {(p.values[0].machine, p.values[0].state, p.values[0].trigger) for p in cases()}
+    expected = {("worker", s.value, t) for s in WorkerState for t in WORKER_TRIGGERS}
+    expected |= {("master", s.value, t) for s in MasterState for t in MASTER_TRIGGERS}
+    assert seen == expected
