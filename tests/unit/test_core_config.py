@@ -70,3 +70,55 @@ def test_backoff_is_immediate_then_exponential_then_capped() -> None:
     config = PoolConfig.of(restart_backoff=0.5, restart_backoff_max=3)
     delays = [backoff_delay(n, config) for n in range(1, 7)]
     assert delays == [0.0, 0.5, 1.0, 2.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"workers": -1}, "workers=-1: must be a whole number >= 0"),
+        ({"max_performs": 0}, "max_performs=0: must be a whole number >= 1"),
+        ({"timeout": "5"}, "timeout='5': must be a number of seconds"),
+        ({"timeout": 0}, "timeout=0: must be a finite number of seconds > 0"),
+        ({"graceful_timeout": -1}, "graceful_timeout=-1: must be a finite number of seconds >= 0"),
+        ({"graceful_timeout": None}, "graceful_timeout=None: must be a number of seconds"),
+        ({"kill_timeout": None}, "kill_timeout=None: must be a number of seconds"),
+        ({"restart_backoff": None}, "restart_backoff=None: must be a number of seconds"),
+        ({"restart_backoff_max": None}, "restart_backoff_max=None: must be a number of seconds"),
+        ({"restart_backoff_max": -1}, "restart_backoff_max=-1: must be a finite number of "
+                                      "seconds >= 0"),
+        ({"restart_period": None}, "restart_period=None: must be a number of seconds"),
+        ({"setup_timeout": 0}, "setup_timeout=0: must be a finite number of seconds > 0"),
+        ({"graceful_term": 1}, "graceful_term=1: must be true or false"),
+        ({"max_workers": 1.0}, "max_workers=1.0: must be a whole number >= 0"),
+        ({"max_restarts": "3"}, "max_restarts='3': must be a whole number >= 0"),
+        ({"restart_backoff": 2, "restart_backoff_max": 1},
+         "restart_backoff_max=1: must be >= restart_backoff (2)"),
+        ({"workers": 5, "max_workers": 4}, "workers=5: exceeds max_workers (4)"),
+        ({"groups": {"mail": 5}, "max_workers": 4}, "groups.mail=5: exceeds max_workers (4)"),
+        ({"groups": {"a b": 1}}, "groups='a b': a group name is letters, digits and . _ : -"),
+        ({"groups": [("a", 1)]}, "groups=[('a', 1)]: must map group names to worker counts"),
+        ({"name": 3}, "name=3: must be a non-empty string"),
+        ({"wokers": 2}, "wokers=2: is not a prefork option"),
+        ({"groups": {"a": 1}, "workers": 2}, "groups={'a': 1}: give either workers or groups, "
+                                             "not both"),
+    ],
+)
+def test_messages_say_what_is_wrong(options: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        PoolConfig.of(**options)
+    assert str(caught.value) == message
+
+
+def test_zero_and_none_are_accepted_where_they_mean_something() -> None:
+    config = PoolConfig.of(
+        workers=0, timeout=None, setup_timeout=None, graceful_timeout=0, kill_timeout=0,
+        restart_backoff_max=0.1, max_workers=0, max_restarts=0, max_performs=1,
+    )
+    assert (config.graceful_timeout, config.kill_timeout, config.max_restarts) == (0, 0, 0)
+
+
+def test_groups_must_be_a_non_empty_tuple() -> None:
+    with pytest.raises(ConfigError, match=r"^groups=\[\]: must name at least one group$"):
+        PoolConfig(groups=[])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"^groups=\(\): must name at least one group$"):
+        PoolConfig(groups=())

@@ -300,3 +300,26 @@ def test_the_same_events_give_the_same_effects() -> None:
         return out
 
     assert run() == run()
+
+
+def test_the_machines_have_only_their_rows_and_forget_the_dead() -> None:
+    driver = booted(workers=2)
+    worker = driver.core.workers[0]
+    assert not hasattr(worker, "to_idle") and not hasattr(driver.core, "to_stopped")
+    machine = driver.core._worker_machine
+    assert machine.models == driver.core.workers
+    for pid in driver.pids():
+        driver.send(ChildExited(pid, 1))
+    driver.send(Signal(Sig.INT))
+    for pid in driver.pids():
+        driver.send(ChildExited(pid, -15))
+    assert machine.models == [] and driver.core.state is MasterState.STOPPED
+
+
+def test_a_trigger_of_the_other_machine_is_a_missing_row() -> None:
+    driver = booted(workers=1)
+    with pytest.raises(CoreError, match=r"^master machine: no row for exited in state running$"):
+        driver.core.fire(driver.core, "exited", 0)
+    worker = driver.core.workers[0]
+    with pytest.raises(CoreError, match=r"^worker machine: no row for booted in state spawning"):
+        driver.core.fire(worker, "booted")

@@ -29,11 +29,11 @@ class GroupConfig:
     workers: int
 
 
-def _check_count(option: str, value: object, *, allow_none: bool = False) -> None:
+def _check_count(option: str, value: object, *, allow_none: bool = False, least: int = 0) -> None:
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(option, value, "must be a whole number >= 0")
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ConfigError(option, value, f"must be a whole number >= {least}")
 
 
 def _check_seconds(option: str, value: object, *, allow_none: bool, positive: bool) -> None:
@@ -87,9 +87,7 @@ class PoolConfig:
         if not isinstance(self.graceful_term, bool):
             raise ConfigError("graceful_term", self.graceful_term, "must be true or false")
         _check_count("max_restarts", self.max_restarts, allow_none=True)
-        _check_count("max_performs", self.max_performs, allow_none=True)
-        if self.max_performs == 0:
-            raise ConfigError("max_performs", 0, "must be at least 1 (or unset)")
+        _check_count("max_performs", self.max_performs, allow_none=True, least=1)
         if self.restart_backoff_max < self.restart_backoff:
             raise ConfigError(
                 "restart_backoff_max", self.restart_backoff_max,

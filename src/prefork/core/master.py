@@ -333,13 +333,12 @@ class Supervisor:
         """
         before = model.state
         position = len(self._outbox)
+        method = getattr(model, trigger, None)
+        if method is None:  # a trigger of the other machine
+            raise CoreError(self._no_row(model, trigger, before))
         try:
-            getattr(model, trigger)(*args)
+            method(*args)
         except MachineError:
-            raise CoreError(self._no_row(model, trigger, before)) from None
-        except AttributeError:
-            if hasattr(model, trigger):
-                raise
             raise CoreError(self._no_row(model, trigger, before)) from None
         if model.state is not before:
             self._outbox[position:position] = self._transition_effects(model, before, trigger)
