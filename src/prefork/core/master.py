@@ -275,9 +275,7 @@ class Supervisor:
             return
         was_active = worker.is_active
         self.fire(worker, "exited", event.status)
-        if worker.timed_out:  # already logged as an error when its deadline passed
-            self._count_crash(worker)
-        elif was_active:
+        if was_active:
             self._account_for_exit(worker, event.status)
         self._bury(worker)
 
@@ -291,9 +289,14 @@ class Supervisor:
             self.slots.pop((worker.group, worker.slot), None)
 
     def _on_tick(self, event: ev.Tick) -> None:
+        if self.state is M.STOPPED:  # the adapter exits on Exit: time no longer passes here
+            raise CoreError("master machine: no row for Tick in state stopped")
         for worker in list(self.workers):
             if worker.deadline is not None and worker.deadline <= self.now:
+                was_active = worker.is_active
                 self.fire(worker, "deadline_passed")
+                if was_active:  # a timeout is a crash now: its replacement is backed off
+                    self._count_crash(worker)
 
     def _on_start_worker(self, event: ev.StartWorker) -> None:
         self.fire(self, "start_worker_requested", event.group)
@@ -591,7 +594,8 @@ def backoff_delay(failures: int, config: PoolConfig) -> float:
     """
     if failures <= 1:
         return 0.0
-    return min(config.restart_backoff_max, config.restart_backoff * 2 ** (failures - 2))
+    doublings = min(failures - 2, 64)  # past the cap anyway; 2 ** 1100 would overflow a float
+    return min(config.restart_backoff_max, config.restart_backoff * 2**doublings)
 
 
 def describe_status(status: int) -> str:

@@ -14,8 +14,7 @@ Whatever the master decides to do to a worker goes through ``stopping``: a grace
 stop (QUIT, with ``graceful_timeout`` to finish), a quick one (TERM, with
 ``kill_timeout``), or a timeout (ABRT so the worker dumps its stack, then
 ``kill_timeout``). ``stop_signal`` remembers the soft signal sent, so a quick stop can
-still overtake a graceful one but nothing is ever sent twice, and the exit of a worker
-stopped for a timeout counts as a crash. When the kill deadline passes the worker gets
+still overtake a graceful one but nothing is ever sent twice. When the kill deadline passes the worker gets
 KILL once and its deadline is cleared. Only ``exited`` (the
 adapter reaped the pid) leads to ``dead``, and from every live state: a worker can die
 at any moment, and the benign race of a worker dying while told to stop is a row, not an
@@ -142,11 +141,6 @@ class Worker:
     def told_to_quit(self, *_: Any) -> bool:
         """Stopping gracefully (QUIT sent, KILL not yet), so a quick stop may overtake it."""
         return self.stop_signal is Sig.QUIT and self.deadline is not None
-
-    @property
-    def timed_out(self) -> bool:
-        """Stopped because its setup or perform overran: a crash, for back-off and intensity."""
-        return self.stop_signal is Sig.ABRT
 
     # callbacks: set fields, append effects ----------------------------------------------
 
