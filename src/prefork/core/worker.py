@@ -14,8 +14,8 @@ Whatever the master decides to do to a worker goes through ``stopping``: a grace
 stop (QUIT, with ``graceful_timeout`` to finish), a quick one (TERM, with
 ``kill_timeout``), or a timeout (ABRT so the worker dumps its stack, then
 ``kill_timeout``). ``stop_signal`` remembers the soft signal sent, so a quick stop can
-still overtake a graceful one but nothing is ever sent twice. When the kill deadline passes the worker gets
-KILL once and its deadline is cleared. Only ``exited`` (the
+still overtake a graceful one but nothing is ever sent twice. When the kill deadline
+passes the worker gets KILL once and its deadline is cleared. Only ``exited`` (the
 adapter reaped the pid) leads to ``dead``, and from every live state: a worker can die
 at any moment, and the benign race of a worker dying while told to stop is a row, not an
 exception.
