@@ -1,0 +1,357 @@
+"""The oracle of the property tests: what a pool must do, checked on every step of a SimOS.
+
+``PoolChecker`` listens to a ``SimOS`` (``sim.listeners``) and sees each step after the
+core answered and before the sim carried out the effects, so it judges every decision in
+the world the core decided in. It keeps its own small model (the targets the requests
+asked for, when each worker was told to stop and so when it may be KILLed, each slot's
+crash streak and the back-off it earns, the crash times for the restart intensity) and
+files what it finds under the number of the DESIGN invariant it breaks; the state
+machine's ``inv_n_*`` invariants assert that their list is empty.
+
+The model is written from DESIGN.md and the ``PoolConfig`` docstring, not from the core's
+code: the back-off below is the documented policy, so a core that computes it wrong
+disagrees with it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from hypothesis import strategies as st
+
+from prefork.core import (
+    ChildExited,
+    Exit,
+    Forked,
+    ForkFailed,
+    GroupConfig,
+    Kill,
+    Log,
+    MasterState,
+    Observed,
+    PoolConfig,
+    Reload,
+    Scale,
+    Sig,
+    Signal,
+    Spawn,
+    StartWorker,
+    StopWorker,
+    Tick,
+)
+from prefork.testing import SimOS, SimProcess, Step
+
+M = MasterState
+UP = frozenset({M.RUNNING, M.PAUSED, M.RELOADING})
+LEAVING = frozenset({M.DRAINING, M.TERMINATING})
+GONE = LEAVING | {M.STOPPED}
+SPAWNING_STATES = frozenset({M.RUNNING, M.RELOADING})
+STOP_SIGNALS = frozenset({Sig.QUIT, Sig.TERM, Sig.ABRT, Sig.KILL})
+GROUP_NAMES = ("default", "mail", "sms")
+
+
+def expected_backoff(failures: int, config: PoolConfig) -> float:
+    """The documented policy: the first crash of a slot is replaced at once, the second
+    after ``restart_backoff``, each further one after twice the previous delay, capped at
+    ``restart_backoff_max``."""
+    if failures <= 1:
+        return 0.0
+    doublings = min(failures - 2, 1000)  # past the cap long before; and no float overflow
+    return min(config.restart_backoff_max, config.restart_backoff * 2.0 ** doublings)
+
+
+# strategies ---------------------------------------------------------------------------
+
+eighths = st.integers(1, 24).map(lambda n: n / 8)
+
+
+@st.composite
+def pool_configs(draw: st.DrawFn) -> PoolConfig:
+    """A small pool: 1-2 groups of 0-3 workers, short timers, every option on or off."""
+    names = draw(st.lists(st.sampled_from(GROUP_NAMES), min_size=1, max_size=2, unique=True))
+    counts = [draw(st.integers(0, 3)) for _ in names]
+    backoff = draw(st.sampled_from([0.125, 0.25, 0.5, 1.0, 2.0]))
+    return PoolConfig(
+        groups=tuple(GroupConfig(name, n) for name, n in zip(names, counts, strict=True)),
+        timeout=draw(st.none() | st.sampled_from([1.0, 5.0, 20.0])),
+        setup_timeout=draw(st.none() | st.sampled_from([2.0, 10.0, 60.0])),
+        graceful_timeout=draw(st.sampled_from([0.0, 1.0, 5.0, 30.0])),
+        kill_timeout=draw(st.sampled_from([0.0, 1.0, 10.0])),
+        graceful_term=draw(st.booleans()),
+        max_workers=draw(st.none() | st.integers(max(counts), 5)),
+        max_performs=draw(st.none() | st.integers(1, 3)),
+        restart_backoff=backoff,
+        restart_backoff_max=backoff * draw(st.sampled_from([1, 2, 4, 8, 16])),
+        max_restarts=draw(st.sampled_from([None, None, None, 0, 1, 3])),
+        restart_period=draw(st.sampled_from([1.0, 10.0, 60.0])),
+    )
+
+
+# the checker --------------------------------------------------------------------------
+
+
+class PoolChecker:
+    """Judges every step of ``sim`` against the DESIGN invariants (see the module doc)."""
+
+    def __init__(self, sim: SimOS) -> None:
+        self.sim = sim
+        self.config = sim.initial_config  # the config in force before the current step
+        self.targets: dict[str, int] = {g.name: g.workers for g in sim.initial_config.groups}
+        self.violations: dict[int, list[str]] = defaultdict(list)
+        self.kill_by: dict[int, float] = {}  # process serial -> when KILL is due at the latest
+        self.slots: dict[tuple[str, int], tuple[int, float]] = {}  # -> (streak, respawn at)
+        self.crash_times: list[float] = []
+        self.policy_since = 0.0  # when max_restarts/restart_period last changed
+        self.unanswered = 0  # Spawns not yet answered with Forked/ForkFailed
+        self.horizon = 0.0  # no back-off runs past this time
+        self.gave_up = False
+        self.settled_checks = 0  # how often INV-1 found the pool settled and checked it
+        self.exits: list[int] = []
+        sim.listeners.append(self.on_step)
+
+    def flag(self, invariant: int, step: Step, message: str) -> None:
+        self.violations[invariant].append(f"INV-{invariant}: {message}\n    at {step}")
+
+    # one step ------------------------------------------------------------------------
+
+    def on_step(self, step: Step) -> None:
+        if step.error is not None:
+            return  # the rule that fed the event raises, or expected the error
+        sup = self.sim.supervisor
+        if isinstance(step.event, Forked | ForkFailed):
+            self.unanswered -= 1
+        self.unanswered += sum(isinstance(e, Spawn) for e in step.effects)
+        if step.before in UP:
+            self._track_request(step)
+        self._account_for_crashes(step)
+        sent = self._check_kills(step)
+        self._check_spawns(step)
+        self._check_give_up(step)
+        self._check_stop(step)
+        self._check_targets(step)
+        for serial, signo in sent:
+            if signo in (Sig.QUIT, Sig.TERM, Sig.ABRT):
+                grace = (sup.config.graceful_timeout if signo is Sig.QUIT
+                         else sup.config.kill_timeout)
+                due = sup.now + grace
+                self.kill_by[serial] = min(self.kill_by.get(serial, due), due)
+        self.config = sup.config
+
+    def _track_request(self, step: Step) -> None:
+        """INV-7's model: the target each accepted request asks for, within the bounds."""
+        event, config = step.event, self.sim.supervisor.config
+        first = next(iter(self.targets))
+
+        def clamp(n: int) -> int:
+            top = n if config.max_workers is None else min(n, config.max_workers)
+            return max(0, top)
+
+        if isinstance(event, Signal) and event.signo in (Sig.TTIN, Sig.TTOU):
+            delta = 1 if event.signo is Sig.TTIN else -1
+            self.targets[first] = clamp(self.targets[first] + delta)
+        elif isinstance(event, StartWorker | StopWorker):
+            group = event.group or first
+            if group in self.targets:
+                delta = 1 if isinstance(event, StartWorker) else -1
+                self.targets[group] = clamp(self.targets[group] + delta)
+        elif isinstance(event, Scale):
+            if event.group in self.targets:
+                self.targets[event.group] = clamp(event.n)
+        elif isinstance(event, Reload):
+            self.targets = {g.name: g.workers for g in event.config.groups}
+            self.slots = {key: v for key, v in self.slots.items() if key[0] in self.targets}
+            policy = (event.config.max_restarts, event.config.restart_period)
+            if policy != (self.config.max_restarts, self.config.restart_period):
+                # How much crash history a new period sees is the core's choice (it
+                # forgets crashes older than the period in force when it looked): the
+                # "must give up" check starts afresh, "must not give up" keeps it all.
+                self.policy_since = self.sim.supervisor.now
+
+    def _account_for_crashes(self, step: Step) -> None:
+        """INV-6's model: a crash streak per slot, and the back-off it earns.
+
+        A crash is a fork that fails, a worker that exits unasked (unless it retired: exit
+        0 after some performs), or a setup or perform that times out (counted when the
+        core sends ABRT, so the replacement is backed off too). A reading of a worker
+        that has done performs ends its slot's streak: the slot works.
+        """
+        event, now, process = step.event, self.sim.supervisor.now, step.process
+        if isinstance(event, ForkFailed):
+            self._crash(step, (event.group, event.slot), uptime=0.0, performs=0)
+        elif isinstance(event, Tick):
+            for effect in step.effects:
+                timed_out = self.sim.table.get(effect.pid) if (
+                    isinstance(effect, Kill) and effect.signo is Sig.ABRT) else None
+                if timed_out is not None and not timed_out.stray:
+                    self._crash(step, self._slot(timed_out), uptime=now - timed_out.forked_at,
+                                performs=timed_out.reported_performs)
+        elif process is None or process.stray:
+            return
+        elif isinstance(event, Observed):
+            if process.reported_performs > 0:
+                self.slots.pop(self._slot(process), None)
+        elif isinstance(event, ChildExited) and not process.told_to_stop:
+            if process.status == 0 and process.reported_performs > 0:
+                self.slots.pop(self._slot(process), None)  # it retired by itself
+            else:
+                self._crash(step, self._slot(process), uptime=now - process.forked_at,
+                            performs=process.reported_performs)
+
+    @staticmethod
+    def _slot(process: SimProcess) -> tuple[str, int]:
+        assert process.group is not None and process.slot is not None
+        return (process.group, process.slot)
+
+    def _crash(self, step: Step, key: tuple[str, int], *, uptime: float, performs: int) -> None:
+        config, now = self.sim.supervisor.config, self.sim.supervisor.now
+        streak = self.slots.get(key, (0, 0.0))[0]
+        if performs > 0 or uptime >= config.restart_backoff_max:
+            streak = 0
+        streak += 1
+        delay = expected_backoff(streak, config)
+        self.slots[key] = (streak, now + delay)
+        self.crash_times.append(now)
+        self.horizon = max(self.horizon, now + delay)
+        if delay > 0 and not any(isinstance(e, Log) and e.level in ("warning", "error")
+                                 for e in step.effects):
+            self.flag(6, step, f"slot {key} backs off {delay:g}s without saying why")
+
+    def _check_kills(self, step: Step) -> list[tuple[int, Sig]]:
+        """INV-4 (whom a signal may reach) and INV-2 (when a stop may turn hard)."""
+        now, after = self.sim.supervisor.now, step.after
+        sent: list[tuple[int, Sig]] = []
+        for effect in step.effects:
+            if not isinstance(effect, Kill):
+                continue
+            process = self.sim.table.get(effect.pid)
+            if process is None or process.stray:
+                whom = "a stray" if process is not None else "no unreaped child of the core"
+                self.flag(4, step, f"{effect!r} targets {whom}")
+                continue
+            signo = effect.signo
+            if signo in STOP_SIGNALS and (signo in process.signals
+                                          or (process.serial, signo) in sent):
+                self.flag(4, step, f"{effect!r} sent twice to {process!r}")
+            sent.append((process.serial, signo))
+            if signo is Sig.TERM and after is not M.TERMINATING:
+                self.flag(2, step, f"{effect!r} outside a quick stop (master {after})")
+            if signo is Sig.KILL:
+                due = self.kill_by.get(process.serial)
+                if due is None:
+                    self.flag(2, step, f"{effect!r} to {process!r}, never asked to stop")
+                elif now < due:
+                    self.flag(2, step, f"{effect!r} at t={now:g}, before its grace ends at "
+                                       f"t={due:g}")
+        signalled = {(serial, signo) for serial, signo in sent}
+        if step.before is not M.DRAINING and after is M.DRAINING:
+            for process in self.sim.workers():
+                now_told = {sig for serial, sig in sent if serial == process.serial}
+                if not process.told_to_stop and Sig.QUIT not in now_told:
+                    self.flag(2, step, f"the drain sent no QUIT to {process!r}")
+        if step.before is not M.TERMINATING and after is M.TERMINATING:
+            hard = {Sig.TERM, Sig.ABRT, Sig.KILL}
+            for process in self.sim.workers():
+                got = set(process.signals) | {sig for serial, sig in sent
+                                              if serial == process.serial}
+                if not hard & got:
+                    self.flag(2, step, f"the quick stop sent no TERM to {process!r}")
+        if isinstance(step.event, Tick):
+            for process in self.sim.workers():
+                due = self.kill_by.get(process.serial)
+                if (due is not None and due <= now and Sig.KILL not in process.signals
+                        and (process.serial, Sig.KILL) not in signalled):
+                    self.flag(2, step, f"{process!r} survives past t={due:g} without KILL")
+        return sent
+
+    def _check_spawns(self, step: Step) -> None:
+        """INV-5 (no spawning while leaving) and INV-6 (no respawn before its back-off)."""
+        now = self.sim.supervisor.now
+        for effect in step.effects:
+            if not isinstance(effect, Spawn):
+                continue
+            if step.before in GONE or step.after in GONE:
+                self.flag(5, step, f"{effect!r} while {step.before} -> {step.after}")
+            due = self.slots.get((effect.group, effect.slot), (0, 0.0))[1]
+            if now < due:
+                self.flag(6, step, f"{effect!r} at t={now:g}, its back-off runs to t={due:g}")
+
+    def _check_give_up(self, step: Step) -> None:
+        """INV-6: the restart intensity (more than max_restarts in restart_period: give up)."""
+        sup, event = self.sim.supervisor, step.event
+        config, now = sup.config, sup.now
+        limit = config.max_restarts
+        window = [t for t in self.crash_times if t > now - config.restart_period]
+        quick = isinstance(event, Signal) and event.signo in (Sig.TERM, Sig.INT)
+        exit_one = any(isinstance(e, Exit) and e.code == 1 for e in step.effects)
+        gave_up = step.before in UP and not quick and (
+            step.after is M.TERMINATING or (step.after is M.STOPPED and exit_one))
+        if gave_up:
+            self.gave_up = True
+            if limit is None or len(window) <= limit:
+                self.flag(6, step, f"gave up after {len(window)} crashes in "
+                                   f"{config.restart_period:g}s (max_restarts={limit})")
+            if not any(isinstance(e, Log) and e.level == "error" for e in step.effects):
+                self.flag(6, step, "gave up without saying why")
+        elif limit is not None and step.after in SPAWNING_STATES and not self.unanswered:
+            # (the core gives up once every Spawn it asked for is answered)
+            recent = [t for t in window if t >= self.policy_since]
+            if len(recent) > limit:
+                self.flag(6, step, f"{len(recent)} crashes in {config.restart_period:g}s "
+                                   f"(max_restarts={limit}) and the master carries on")
+
+    def _check_stop(self, step: Step) -> None:
+        """INV-3: stopped only with every worker reaped, once, with the right code; for good."""
+        if step.before is M.STOPPED and step.after is not M.STOPPED:
+            self.flag(3, step, "the master left stopped")
+        exits = [e.code for e in step.effects if isinstance(e, Exit)]
+        self.exits += exits
+        if exits and step.after is not M.STOPPED:
+            self.flag(3, step, f"Exit{exits} while {step.after}")
+        if len(self.exits) > 1:
+            self.flag(3, step, f"Exit more than once: {self.exits}")
+        for code in exits:
+            if code != (1 if self.gave_up else 0):
+                self.flag(6 if self.gave_up else 3, step,
+                          f"Exit({code}) after {'giving up' if self.gave_up else 'a clean stop'}")
+        if step.after is M.STOPPED and step.before is not M.STOPPED:
+            if self.sim.workers():
+                self.flag(3, step, f"stopped with unreaped workers {self.sim.workers()}")
+            if not exits:
+                self.flag(3, step, "stopped without Exit")
+        if step.after in LEAVING and not self.sim.workers():
+            self.flag(3, step, f"every worker is reaped, yet the master is still {step.after}")
+
+    def _check_targets(self, step: Step) -> None:
+        """INV-7: targets stay within 0..max_workers and are what the requests asked."""
+        sup = self.sim.supervisor
+        top = sup.config.max_workers
+        for group, n in sup.targets.items():
+            if n < 0 or (top is not None and n > top):
+                self.flag(7, step, f"group {group} target {n} outside 0..{top}")
+        if sup.targets != self.targets:
+            self.flag(7, step, f"targets {sup.targets}, the requests asked for {self.targets}")
+
+    # INV-1, on the state between steps -------------------------------------------------
+
+    def convergence_problems(self) -> list[str]:
+        """INV-1: running and settled, each group has exactly its target of active workers.
+
+        Settled: no zombie waits to be reaped, and the core has seen a time at which every
+        back-off has run out. Always: never more than the target while up, none paused.
+        """
+        sim, sup = self.sim, self.sim.supervisor
+        if sup.state not in UP:
+            return []
+        counts = Counter(p.group for p in sim.active())
+        problems = [f"group {g}: {n} active workers, target {self.targets.get(g, 0)}"
+                    for g, n in counts.items() if n > self.targets.get(g, 0)]
+        if sup.state is M.PAUSED and counts:
+            problems.append(f"paused with active workers {dict(counts)}")
+        settled = (sup.state is M.RUNNING and not sim.zombies(stray=False)
+                   and sup.now >= self.horizon)
+        if settled:
+            self.settled_checks += 1
+            problems += [f"settled at t={sup.now:g}: group {g} has {counts[g]} active "
+                         f"workers, target {n}"
+                         for g, n in self.targets.items() if counts[g] != n]
+        return problems
