@@ -7,7 +7,8 @@ latest time the core has seen.
 
 The adapter has one promise to keep: it answers every ``Spawn`` effect with ``Forked`` or
 ``ForkFailed`` before it hands the core any other event (forking is synchronous, so this
-costs nothing).
+costs nothing). And one habit that makes the log exact: it reports a reaped worker's
+final performs count in ``ChildExited``.
 """
 
 from __future__ import annotations
@@ -70,11 +71,15 @@ class ChildExited(Event):
     """``waitpid`` reaped a child.
 
     ``status`` follows ``subprocess``'s ``returncode``: the exit code, or minus the number
-    of the signal that killed the child.
+    of the signal that killed the child. ``performs`` is the worker's final count from
+    its scoreboard slot, when the adapter has one: it tells a worker that retired by
+    itself (``max_performs``) from one that crashed, without a last ``Observed`` that
+    could make the core act on a pid that is already gone.
     """
 
     pid: int
     status: int
+    performs: int | None = None
 
 
 @dataclass(frozen=True)

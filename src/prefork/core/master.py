@@ -273,6 +273,9 @@ class Supervisor:
         if worker is None:
             self.fire(self, "stray_child_exited", event.pid, event.status)
             return
+        if event.performs is not None:
+            worker.record_count(0.0, event.performs)
+            self._end_crash_run_if_healthy(worker)
         was_active = worker.is_active
         self.fire(worker, "exited", event.status)
         if was_active:
@@ -285,7 +288,11 @@ class Supervisor:
             raise CoreError(f"master machine: {event!r} names no live worker")
         trigger = f"reported_{WorkerState(event.state).value}"
         self.fire(worker, trigger, event.heartbeat_at, event.performs)
-        if worker.performs > 0:  # the slot works: a later crash starts a new run
+        self._end_crash_run_if_healthy(worker)
+
+    def _end_crash_run_if_healthy(self, worker: Worker) -> None:
+        """A worker that performed shows its slot works: a later crash starts a new run."""
+        if worker.performs > 0:
             self.slots.pop((worker.group, worker.slot), None)
 
     def _on_tick(self, event: ev.Tick) -> None:
