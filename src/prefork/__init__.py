@@ -4,19 +4,31 @@ A master process forks workers that each run a job (``setup()`` once, then ``per
 over and over) and keeps the pool at its size through crashes, signals and reloads. The
 master and every worker are finite-state machines in :mod:`prefork.core`, a pure core
 that takes events in and hands effects out; a POSIX adapter does the system calls.
+
+    import prefork
+
+    class Mailer(prefork.Job):
+        def perform(self): ...
+
+    prefork.Master(Mailer, workers=4).run()
 """
+
+__version__ = "0.1.0"
 
 from prefork.core.config import GroupConfig, PoolConfig
 from prefork.core.errors import ConfigError, CoreError
 from prefork.core.signals import Sig
-
-__version__ = "0.1.0"
+from prefork.job import Job, WorkerContext
+from prefork.master import Master
 
 __all__ = [
     "ConfigError",
     "CoreError",
     "GroupConfig",
+    "Job",
+    "Master",
     "PoolConfig",
     "Sig",
+    "WorkerContext",
     "__version__",
 ]

@@ -57,14 +57,20 @@ def test_bad_usage_exits_2_without_traceback(args: tuple[str, ...]) -> None:
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("args", [(), ("mymodule:MyJob", "--workers", "3")])
-def test_run_says_in_one_line_that_it_needs_the_posix_adapter(args: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        ((), "prefork: run: give the job as MODULE:ATTR (or job = ... in --config FILE)\n"),
+        (("nosuch_module_xyz:Job", "--workers", "3"),
+         "prefork: job='nosuch_module_xyz:Job': cannot import nosuch_module_xyz "
+         "(No module named 'nosuch_module_xyz')\n"),
+    ],
+)
+def test_run_with_bad_input_says_why_in_one_line(args: tuple[str, ...], line: str) -> None:
     done = prefork_cmd("run", *args)
     assert done.returncode == 2
     assert done.stdout == ""
-    assert done.stderr == (
-        "prefork: 'run' needs the POSIX adapter, which is not in this release yet\n"
-    )
+    assert done.stderr == line
 
 
 def test_run_help_exits_0() -> None:

@@ -1,0 +1,1 @@
+"""Runnable examples: ``prefork run examples.hello:Hello`` from the repository's root."""

@@ -1,0 +1,193 @@
+"""What a job is, and what it sees of the worker that runs it.
+
+A job is any object with ``perform()`` (and, if it likes, ``setup()`` and
+``teardown()``); subclassing ``Job`` only documents that and gives empty defaults. A
+plain function is a perform; one that takes an argument is handed the worker's context,
+so preforker's ``while master.wants_me_alive?`` loop becomes::
+
+    def consume(worker):
+        while not worker.stopping:
+            ...
+
+During setup, perform and teardown, ``job.worker`` is that context: ``slot``, ``group``,
+``pid``, ``stopping`` (poll it in long loops) and ``heartbeat()`` (call it in long
+performs, so that ``timeout`` does not fire).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from prefork.core.errors import ConfigError
+
+
+class Flags:
+    """What the worker's signal handlers tell its loop; one object, no locks.
+
+    ``pending`` is the one thing the perform loop checks per perform: any handler sets
+    it, and the loop looks at the other flags only then.
+    """
+
+    __slots__ = ("hold", "orphaned", "pending", "reopen", "stop")
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.stop = False
+        self.hold = False
+        self.reopen = False
+        self.orphaned = False
+
+
+class _HeartbeatView(Protocol):
+    def __setitem__(self, index: int, value: float) -> None: ...
+
+
+class WorkerContext:
+    """The worker, as its job sees it (``job.worker``).
+
+    ``pid`` is the worker's; with the forking strategy each perform runs in a child
+    whose own pid is ``os.getpid()``.
+    """
+
+    __slots__ = ("_clock", "_flags", "_heartbeat", "group", "pid", "slot")
+
+    def __init__(
+        self,
+        slot: int,
+        group: str,
+        pid: int,
+        flags: Flags | None = None,
+        heartbeat_view: _HeartbeatView | None = None,
+    ) -> None:
+        self.slot = slot
+        self.group = group
+        self.pid = pid
+        self._flags = flags if flags is not None else Flags()
+        self._heartbeat = heartbeat_view
+        self._clock = time.monotonic
+
+    def __repr__(self) -> str:
+        return f"<WorkerContext group={self.group} slot={self.slot} pid={self.pid}>"
+
+    @property
+    def stopping(self) -> bool:
+        """True once a graceful stop was asked (QUIT, or the master is gone).
+
+        A perform that loops for long should poll it and return: the stop waits for the
+        perform to end.
+        """
+        return self._flags.stop
+
+    def heartbeat(self) -> None:
+        """Say "still alive": the perform ``timeout`` counts from the latest heartbeat.
+
+        One store into shared memory; call it as often as you like.
+        """
+        if self._heartbeat is not None:
+            self._heartbeat[0] = self._clock()
+
+
+class Job:
+    """Base class of jobs: override ``perform``; ``setup`` and ``teardown`` if needed.
+
+    ``setup()`` runs once per worker process, after the fork; ``perform()`` runs over
+    and over (each return is one unit of work done); ``teardown()`` runs once when the
+    worker stops gracefully. ``self.worker`` is the worker's context while they run.
+    """
+
+    worker: WorkerContext | None = None
+
+    def setup(self) -> None:
+        """Once per worker process, after the fork: open connections here."""
+
+    def perform(self) -> None:
+        """One unit of work."""
+        raise NotImplementedError(f"{type(self).__name__} must define perform()")
+
+    def teardown(self) -> None:
+        """Once, on a graceful stop (QUIT, max_performs reached, the master gone)."""
+
+
+class BoundJob(NamedTuple):
+    """A job's three calls, ready to run in a worker (no argument each)."""
+
+    setup: Callable[[], object]
+    perform: Callable[[], object]
+    teardown: Callable[[], object]
+
+
+def _nothing() -> None:
+    return None
+
+
+def _wants_context(function: Callable[..., object]) -> bool:
+    """Whether ``function`` takes a required positional argument (the worker context)."""
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):  # some builtins have no signature
+        return False
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return any(
+        p.kind in positional and p.default is inspect.Parameter.empty for p in parameters
+    ) or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """A validated job: ``bind(context)`` gives its calls inside a worker."""
+
+    target: Any
+    takes_context: bool
+    is_function: bool
+
+    @property
+    def name(self) -> str:
+        target = self.target if self.is_function else type(self.target)
+        return getattr(target, "__qualname__", None) or repr(target)
+
+    def bind(self, context: WorkerContext) -> BoundJob:
+        if self.is_function:
+            function = self.target
+            if self.takes_context:
+                return BoundJob(_nothing, functools.partial(function, context), _nothing)
+            return BoundJob(_nothing, function, _nothing)
+        job = self.target
+        # a slotted or frozen object gets no context
+        with contextlib.suppress(AttributeError, TypeError):
+            job.worker = context
+        return BoundJob(
+            getattr(job, "setup", None) or _nothing,
+            job.perform,
+            getattr(job, "teardown", None) or _nothing,
+        )
+
+
+def job_spec(job: object) -> JobSpec:
+    """Validate ``job``: a Job class (instantiated here), an object with ``perform()``,
+    or a function. Anything else raises ``ConfigError`` naming it.
+    """
+    if isinstance(job, type):
+        try:
+            job = job()
+        except Exception as error:
+            raise ConfigError(
+                "job", job, f"could not be instantiated without arguments ({error})"
+            ) from None
+    perform = getattr(job, "perform", None)
+    if perform is not None:
+        if not callable(perform):
+            raise ConfigError("job", job, "has a perform attribute that is not callable")
+        for name in ("setup", "teardown"):
+            method = getattr(job, name, None)
+            if method is not None and not callable(method):
+                raise ConfigError("job", job, f"has a {name} attribute that is not callable")
+        return JobSpec(job, takes_context=False, is_function=False)
+    if callable(job):
+        return JobSpec(job, takes_context=_wants_context(job), is_function=True)
+    raise ConfigError("job", job, "needs a perform() method, or must be a function")

@@ -1,0 +1,370 @@
+"""The event loop: the operating system in, the core's effects out.
+
+Theory of operation
+-------------------
+
+The loop owns everything the core must not touch: the self-pipe of signals, one pidfd
+per worker, the scoreboard, a notify pipe the workers write when setup finishes, and the
+write end of a "lifeline" pipe whose read end every worker holds (when the master dies
+the kernel closes it, and each worker sees EOF).
+
+Each turn of the loop sleeps in ``poll`` until something happens or until the earliest
+of the core's ``WakeAt`` and the next scoreboard scan, then collects what happened and
+hands it to the core as events, in this order:
+
+1. every reaped child: ``ChildExited``, with the final performs count of its slot.
+   These go first so that the core knows a pid is gone before any
+   other event of the turn could make it signal that pid;
+2. each delivered signal, one ``Signal`` per delivery;
+3. what changed on the scoreboard (``Observed``);
+4. ``Tick(now)`` if the core's wake-up time has come.
+
+For each event the core returns effects, which the loop carries out in order. A
+``Spawn`` forks at once; its answer (``Forked`` or ``ForkFailed``) is queued ahead of
+every other event, which is the one promise the adapter makes to the core.
+
+Sleeping: with nothing to time, ``poll`` gets no timeout at all, so an idle pool costs
+no wake-ups. Workers do not wake the master per perform; they write the scoreboard. So
+when ``timeout`` is set, the loop also scans the scoreboard every ``timeout`` seconds:
+that is how the core learns that a perform began, early enough to give its deadline to
+the moment (the worker stamps the perform's start, and a scan within ``timeout`` of it
+puts the core's deadline exactly at start + timeout).
+
+Forking: the master's signals are blocked around ``fork``, so the child starts with
+them blocked; the worker unblocks them once its own handlers are in place, so a signal
+sent to a brand-new worker waits for the right handler instead of meeting the default
+action (or the master's handler, which would write into the master's self-pipe).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import os
+import select
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prefork.core.effects import Effect, Exit, Kill, Log, ReopenLogs, SetTitle, Spawn, WakeAt
+from prefork.core.events import (
+    Boot,
+    ChildExited,
+    Event,
+    Forked,
+    ForkFailed,
+    Observed,
+    Signal,
+    Tick,
+)
+from prefork.core.master import Supervisor
+from prefork.core.signals import Sig
+from prefork.posix import process
+from prefork.posix.children import Children
+from prefork.posix.scoreboard import FRESH_READING, Reading, Scoreboard, Slot
+from prefork.posix.signals import MASTER_SIGNALS, SignalWakeup, drain, nonblocking_pipe, signum
+
+# what a worker must not meet with its default action before its own handlers exist
+CHILD_BLOCKED_SIGNALS = frozenset(
+    signum(sig) for sig in (*MASTER_SIGNALS, Sig.ABRT)
+)
+# with neither pidfds nor a SIGCHLD handler, nothing wakes the loop when a child exits
+_FALLBACK_POLL = 0.05
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What a freshly forked worker gets from the master."""
+
+    group: str
+    slot: int
+    board_slot: Slot
+    notify_fd: int
+    lifeline_fd: int
+    master_pid: int
+    signal_mask: frozenset[int]
+
+
+@dataclass
+class _Worker:
+    """The adapter's record of a worker: its scoreboard index and the last reading sent."""
+
+    pid: int
+    group: str
+    slot: int
+    index: int
+    last: Reading
+
+
+def _call_hook(logger: Any, name: str, hook: Callable[..., Any] | None, *args: Any) -> None:
+    """Run a user hook in the master; an exception is logged, never fatal."""
+    if hook is None:
+        return
+    try:
+        hook(*args)
+    except Exception:
+        logger.exception(f"hook {name} raised")
+
+
+class PosixLoop:
+    """The POSIX adapter around one ``Supervisor``.
+
+    ``worker_main(spec)`` runs in each forked worker and returns its exit code.
+    ``handle_signals=False`` (the API without ``run()``) installs no signal handlers and
+    reaps only the pids it forked, so an embedding program keeps both to itself.
+    """
+
+    def __init__(
+        self,
+        supervisor: Supervisor,
+        worker_main: Callable[[WorkerSpec], int],
+        logger: Any,
+        *,
+        handle_signals: bool = True,
+        set_titles: bool = True,
+        scan_every: float | None = None,
+        on_reopen_logs: Callable[[], None] | None = None,
+        before_fork: Callable[[str, int], Any] | None = None,
+        on_worker_exit: Callable[[int, int], Any] | None = None,
+        on_ready: Callable[[], Any] | None = None,
+        translate_signal: Callable[[Signal], Event] | None = None,
+        use_pidfd: bool | None = None,
+    ) -> None:
+        self.supervisor = supervisor
+        self.worker_main = worker_main
+        self.logger = logger
+        self.handle_signals = handle_signals
+        self.set_titles = set_titles
+        self.scan_every = scan_every
+        self.on_reopen_logs = on_reopen_logs
+        self.before_fork = before_fork
+        self.on_worker_exit = on_worker_exit
+        self.on_ready = on_ready
+        self.translate_signal = translate_signal
+        self.children = Children(use_pidfd)
+        self.board = Scoreboard()
+        self.signals: SignalWakeup | None = None
+        self.notify_r, self.notify_w = nonblocking_pipe()
+        self.lifeline_r, self.lifeline_w = nonblocking_pipe()
+        self.poller = select.poll()
+        self.poller.register(self.notify_r, select.POLLIN)
+        self.workers: dict[int, _Worker] = {}
+        self.forked: list[int] = []
+        self.wake_at: float | None = None
+        self.exit_code: int | None = None
+        self.booted = False
+        self._next_scan: float | None = None
+        self._pending: deque[Event] = deque()
+        self._reaped: set[int] = set()  # reaped this turn, the core not told yet
+        self._master_pid = os.getpid()
+
+    # driving -----------------------------------------------------------------------------
+
+    def boot(self) -> None:
+        """Tell the core the adapter is ready; it forks the initial workers."""
+        if not self.booted:
+            self.booted = True
+            has_terminal = self.handle_signals and process.has_controlling_terminal()
+            self.feed(Boot(has_terminal=has_terminal, at=time.monotonic()))
+            _call_hook(self.logger, "when_ready", self.on_ready)
+
+    def run(self) -> int:
+        """Install the signal handlers, boot, and loop until the core says ``Exit``."""
+        self.signals = SignalWakeup()
+        self.signals.install()
+        self.poller.register(self.signals.read_fd, select.POLLIN)
+        try:
+            self.boot()
+            while self.exit_code is None:
+                self.turn(block=True)
+        except BaseException:
+            self._abandon_workers()
+            raise
+        finally:
+            self.signals.restore()
+            self.poller.unregister(self.signals.read_fd)
+            self.signals.close()
+            self.signals = None
+        return self.exit_code
+
+    def feed(self, event: Event) -> None:
+        """Hand ``event`` to the core and carry out the effects (and their answers)."""
+        self._pending.append(event)
+        self._process()
+
+    def turn(self, *, block: bool) -> None:
+        """One turn: sleep (if ``block``) until something happens, then hand it over."""
+        timeout = self._poll_timeout_ms(time.monotonic()) if block else 0
+        ready = {fd for fd, _ in self.poller.poll(timeout)}
+        now = time.monotonic()
+        self._pending.extend(self._collect(ready, now))
+        self._process()
+
+    def wait_until(self, done: Callable[[], bool]) -> None:
+        """Turn the loop until ``done()`` (or the core's ``Exit``)."""
+        while not done() and self.exit_code is None:
+            self.turn(block=True)
+
+    # collecting events -------------------------------------------------------------------
+
+    def _collect(self, ready: set[int], now: float) -> list[Event]:
+        events: list[Event] = []
+        self._reaped = set()
+        for pid, status in self.children.reap(strays=self.handle_signals):
+            self._reaped.add(pid)
+            events.extend(self._exited(pid, status, now))
+        if self.signals is not None and self.signals.read_fd in ready:
+            for sig in self.signals.received():
+                event = Signal(sig, at=now)
+                events.append(event if self.translate_signal is None
+                              else self.translate_signal(event))
+        if self.notify_r in ready:
+            drain(self.notify_r)
+        for worker in self.workers.values():
+            observed = self._observe(worker, now)
+            if observed is not None:
+                events.append(observed)
+        self._next_scan = now + self.scan_every if self.scan_every and self.workers else None
+        if self.wake_at is not None and now >= self.wake_at:
+            events.append(Tick(now))
+        return events
+
+    def _exited(self, pid: int, status: int, now: float) -> list[Event]:
+        events: list[Event] = []
+        worker = self.workers.pop(pid, None)
+        performs = None
+        if worker is not None:
+            performs = self.board.read(worker.index).performs
+            self.board.release(worker.index)
+            child = self.children.live.get(pid)
+            if child is not None and child.pidfd is not None:
+                self.poller.unregister(child.pidfd)
+            self.children.forget(pid)
+            _call_hook(self.logger, "on_worker_exit", self.on_worker_exit, pid, status)
+        events.append(ChildExited(pid, status, performs, at=now))
+        return events
+
+    def _observe(self, worker: _Worker, now: float) -> Observed | None:
+        reading = self.board.read(worker.index)
+        if reading == worker.last:
+            return None
+        state = reading.worker_state
+        if state is None:  # a torn or foreign write: wait for the next look
+            return None
+        worker.last = reading
+        return Observed(worker.pid, state, reading.heartbeat_at, reading.performs, at=now)
+
+    def _poll_timeout_ms(self, now: float) -> int | None:
+        times = [t for t in (self.wake_at, self._next_scan) if t is not None]
+        if self.workers and not self.children.use_pidfd and self.signals is None:
+            times.append(now + _FALLBACK_POLL)
+        if not times:
+            return None
+        return max(0, math.ceil((min(times) - now) * 1000))
+
+    # carrying out effects ----------------------------------------------------------------
+
+    def _process(self) -> None:
+        # after Exit the core is stopped for good and has no row for anything more (the
+        # last child's SIGCHLD, an impatient second QUIT): what is left is dropped
+        while self._pending and self.exit_code is None:
+            event = self._pending.popleft()
+            answers: list[Event] = []
+            for effect in self.supervisor.handle(event):
+                answer = self._carry_out(effect)
+                if answer is not None:
+                    answers.append(answer)
+            self._pending.extendleft(reversed(answers))
+
+    def _carry_out(self, effect: Effect) -> Event | None:
+        if isinstance(effect, Log):
+            log = getattr(self.logger, effect.level, None) or self.logger.info
+            log(effect.message)
+        elif isinstance(effect, WakeAt):
+            self.wake_at = effect.when
+        elif isinstance(effect, Spawn):
+            return self._spawn(effect)
+        elif isinstance(effect, Kill):
+            self._kill(effect)
+        elif isinstance(effect, SetTitle):
+            if self.set_titles:
+                process.set_title(effect.text)
+        elif isinstance(effect, ReopenLogs):
+            if self.on_reopen_logs is not None:
+                self.on_reopen_logs()
+        elif isinstance(effect, Exit):
+            self.exit_code = effect.code
+        else:  # a new kind of effect the adapter does not know: stop loudly
+            raise TypeError(f"the POSIX adapter cannot carry out {effect!r}")
+        return None
+
+    def _kill(self, effect: Kill) -> None:
+        if effect.pid not in self.workers:
+            # The benign race: a dying worker's last reading (reported before its exit,
+            # as the core asks) can make the core stop it (max_performs reached). It is
+            # reaped already, so nothing is sent: its pid may belong to a stranger now.
+            level = "debug" if effect.pid in self._reaped else "warning"
+            getattr(self.logger, level)(f"not sending {effect.signo} to pid={effect.pid}: "
+                                        "not a live worker of this master")
+            return
+        self.children.kill(effect.pid, signum(effect.signo), group=effect.signo is Sig.KILL)
+
+    def _spawn(self, effect: Spawn) -> Event:
+        index = self.board.allocate()
+        _call_hook(self.logger, "before_fork", self.before_fork, effect.group, effect.slot)
+        # CPython's advice for pre-fork servers: objects alive now go to a generation the
+        # collector never walks, so the worker's collections do not write to (and copy)
+        # every page it inherited. The master thaws its own copy at once, or the cyclic
+        # garbage of the moment would never be collected. Both O(1).
+        gc.freeze()
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, CHILD_BLOCKED_SIGNALS)
+        try:
+            pid = self.children.fork(lambda: self._become_worker(effect, index, mask))
+        except OSError as error:
+            self.board.release(index)
+            return ForkFailed(effect.group, effect.slot, str(error), at=time.monotonic())
+        finally:
+            gc.unfreeze()
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        pidfd = self.children.live[pid].pidfd
+        if pidfd is not None:
+            self.poller.register(pidfd, select.POLLIN)
+        # the baseline is what allocate() wrote before the fork, never a reading taken
+        # now: a quick child may have finished its setup already
+        self.workers[pid] = _Worker(pid, effect.group, effect.slot, index, FRESH_READING)
+        self.forked.append(pid)
+        return Forked(effect.group, effect.slot, pid, at=time.monotonic())
+
+    def _become_worker(self, effect: Spawn, index: int, mask: set[signal.Signals]) -> int:
+        """In the child: drop the master's machinery, then run the worker."""
+        if self.signals is not None:
+            self.signals.reset_in_child()
+        self.children.close_in_child()
+        for fd in (self.notify_r, self.lifeline_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        spec = WorkerSpec(
+            group=effect.group,
+            slot=effect.slot,
+            board_slot=self.board.slot(index),
+            notify_fd=self.notify_w,
+            lifeline_fd=self.lifeline_r,
+            master_pid=self._master_pid,
+            signal_mask=frozenset(int(s) for s in mask),
+        )
+        return self.worker_main(spec)
+
+    def _abandon_workers(self) -> None:
+        """The loop is dying of an exception: ask every worker to stop gracefully."""
+        for pid in list(self.workers):
+            self.children.kill(pid, signum(Sig.QUIT))
+
+    def close(self) -> None:
+        """Release the pipes (after ``run`` returned, or when the API is done)."""
+        for fd in (self.notify_r, self.notify_w, self.lifeline_r, self.lifeline_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)

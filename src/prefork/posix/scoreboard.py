@@ -1,0 +1,140 @@
+"""The scoreboard: shared memory where each worker says what it is doing.
+
+Why shared memory: a worker must be able to say "I started a perform at t" thousands of
+times a second without a system call, and the master must be able to look at every
+worker without asking any of them. So the master maps anonymous shared memory *before*
+forking, every worker inherits the mapping, and each worker writes its own fixed-size
+slot with plain stores through typed ``memoryview`` casts (no system call, no
+allocation). The master reads the slots whenever it wakes up and turns what changed into
+``Observed`` events for the core.
+
+A slot is 32 bytes::
+
+    offset 0   double  heartbeat_at   monotonic time the current perform began, or of the
+                                      last heartbeat(); 0 before the first perform
+    offset 8   uint64  performs       performs finished
+    offset 16  uint8   state          0 free, 1 spawning, 2 idle, 3 performing
+
+Slots are the adapter's, not the core's: during a reload an old and a new worker have
+the same core slot number at once, so each forked worker gets a free scoreboard index
+of its own, reset by the master before the fork and freed when the worker is reaped.
+Memory comes in segments of 256 slots; a full scoreboard grows by another segment
+(workers already running keep their segment, which stays mapped), so the pool size has
+no fixed bound. Pages are only touched when used.
+
+Readings are samples, not a log: the master may miss a perform between two looks, and a
+reading may mix two moments (the fields are written one by one). The core is built for
+that: it only ever needs the latest state, the latest heartbeat and a performs count
+that never goes down.
+"""
+
+from __future__ import annotations
+
+import mmap
+from dataclasses import dataclass
+
+from prefork.core.worker import WorkerState
+
+SLOT_SIZE = 32
+SEGMENT_SLOTS = 256
+_DOUBLES_PER_SLOT = SLOT_SIZE // 8
+_STATE_OFFSET = 16
+
+FREE, SPAWNING, IDLE, PERFORMING = 0, 1, 2, 3
+STATE_NAMES: dict[int, WorkerState] = {
+    SPAWNING: WorkerState.SPAWNING,
+    IDLE: WorkerState.IDLE,
+    PERFORMING: WorkerState.PERFORMING,
+}
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One look at a slot."""
+
+    state: int
+    heartbeat_at: float
+    performs: int
+
+    @property
+    def worker_state(self) -> WorkerState | None:
+        return STATE_NAMES.get(self.state)
+
+
+FRESH_READING = Reading(SPAWNING, 0.0, 0)  # what ``allocate`` writes
+
+
+class Slot:
+    """One worker's slot, as that worker writes it: three one-item typed views.
+
+    ``slot.state[0] = PERFORMING``, ``slot.heartbeat[0] = time.monotonic()`` and
+    ``slot.performs[0] = n`` are each a single store into shared memory.
+    """
+
+    __slots__ = ("heartbeat", "index", "performs", "state")
+
+    def __init__(self, view: memoryview, index: int) -> None:
+        self.index = index
+        self.heartbeat = view[0:8].cast("d")
+        self.performs = view[8:16].cast("Q")
+        self.state = view[_STATE_OFFSET:_STATE_OFFSET + 1].cast("B")
+
+
+class _Segment:
+    def __init__(self, slots: int) -> None:
+        self.memory = mmap.mmap(-1, slots * SLOT_SIZE)  # anonymous and MAP_SHARED
+        self.view = memoryview(self.memory)
+        self.doubles = self.view.cast("d")
+        self.counts = self.view.cast("Q")
+        self.bytes = self.view.cast("B")
+
+
+class Scoreboard:
+    """Every slot the master handed out, in segments of shared memory."""
+
+    def __init__(self, segment_slots: int = SEGMENT_SLOTS) -> None:
+        self._segment_slots = segment_slots
+        self._segments: list[_Segment] = []
+        self._free: list[int] = []
+
+    @property
+    def capacity(self) -> int:
+        return len(self._segments) * self._segment_slots
+
+    def allocate(self) -> int:
+        """A free slot index, reset to "spawning" (call it before forking the worker)."""
+        if not self._free:
+            base = self.capacity
+            self._segments.append(_Segment(self._segment_slots))
+            self._free = list(range(base + self._segment_slots - 1, base - 1, -1))
+        index = self._free.pop()
+        self._write(index, FRESH_READING.state, FRESH_READING.heartbeat_at,
+                    FRESH_READING.performs)
+        return index
+
+    def release(self, index: int) -> None:
+        """The worker of ``index`` is reaped: the slot may serve another worker."""
+        self._write(index, FREE, 0.0, 0)
+        self._free.append(index)
+
+    def read(self, index: int) -> Reading:
+        segment, i = self._locate(index)
+        return Reading(
+            segment.bytes[i * SLOT_SIZE + _STATE_OFFSET],
+            segment.doubles[i * _DOUBLES_PER_SLOT],
+            segment.counts[i * _DOUBLES_PER_SLOT + 1],
+        )
+
+    def slot(self, index: int) -> Slot:
+        """The worker's own typed views of slot ``index``."""
+        segment, i = self._locate(index)
+        return Slot(segment.view[i * SLOT_SIZE:(i + 1) * SLOT_SIZE], index)
+
+    def _write(self, index: int, state: int, heartbeat_at: float, performs: int) -> None:
+        segment, i = self._locate(index)
+        segment.doubles[i * _DOUBLES_PER_SLOT] = heartbeat_at
+        segment.counts[i * _DOUBLES_PER_SLOT + 1] = performs
+        segment.bytes[i * SLOT_SIZE + _STATE_OFFSET] = state
+
+    def _locate(self, index: int) -> tuple[_Segment, int]:
+        return self._segments[index // self._segment_slots], index % self._segment_slots

@@ -1,0 +1,81 @@
+"""The forking strategy: each perform in a child of the worker."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from e2e_support import alive, wait_for
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_each_perform_runs_in_its_own_process(prefork_run) -> None:
+    pool = prefork_run("jobs:Sleepy", "--workers", "2", "--strategy", "forking",
+                       PERFORM_SECONDS="0.02")
+    workers = pool.workers_up(2)
+    for worker in workers:
+        wait_for(lambda w=worker: len(pool.marker_lines(f"ends.{w}")) >= 5, 5, "performs")
+    pool.kill("QUIT")
+    assert pool.wait() == 0
+    for worker in workers:
+        perform_pids = pool.marker_lines(f"starts.{worker}")
+        assert len(set(perform_pids)) == len(perform_pids), "a new process per perform"
+        assert str(worker) not in perform_pids, "never in the worker itself"
+        assert pool.marker_lines(f"teardown.{worker}") == [str(worker)], (
+            "setup and teardown run in the worker"
+        )
+
+
+def test_a_failing_perform_kills_only_its_child(prefork_run) -> None:
+    pool = prefork_run("jobs:Crashy", "--workers", "1", "--strategy", "forking",
+                       CRASH_ALWAYS="1")
+    [worker] = pool.workers_up(1)
+    pool.expect(r"perform in pid=\d+ raised")
+    pool.expect(r"ValueError: perform exploded on purpose")
+    pool.expect(rf"pid={worker}: perform in pid=\d+ failed \(exit status 1\)")
+    pool.expect(rf"pid={worker}: perform in pid=\d+ failed \(exit status 1\)")
+    assert alive(worker), "the worker outlives its performs"
+    assert "crashed" not in pool.output()
+    pool.kill("QUIT")
+    assert pool.wait() == 0
+
+
+def test_term_reaches_the_perform_child(prefork_run) -> None:
+    pool = prefork_run("jobs:Sleepy", "--workers", "1", "--strategy", "forking",
+                       PERFORM_SECONDS="30")
+    [worker] = pool.workers_up(1)
+    [child] = wait_for(lambda: pool.marker_lines(f"starts.{worker}"), 5, "a perform")
+    child = int(child)
+    assert alive(child)
+    started = time.monotonic()
+    pool.kill("TERM")
+    assert pool.wait() == 0
+    assert time.monotonic() - started < 2
+    wait_for(lambda: not alive(child), 2, "the perform's process to be gone")
+    assert not pool.marker_lines(f"ends.{worker}")
+
+
+def test_quit_lets_the_forked_perform_finish(prefork_run) -> None:
+    pool = prefork_run("jobs:Sleepy", "--workers", "1", "--strategy", "forking",
+                       PERFORM_SECONDS="1")
+    [worker] = pool.workers_up(1)
+    wait_for(lambda: pool.marker_lines(f"starts.{worker}"), 5, "a perform")
+    pool.kill("QUIT")
+    assert pool.wait() == 0
+    assert len(pool.marker_lines(f"ends.{worker}")) == len(pool.marker_lines(f"starts.{worker}"))
+    assert pool.marker_lines(f"teardown.{worker}")
+
+
+def test_a_hung_forked_perform_dumps_its_stack_and_is_killed(prefork_run) -> None:
+    pool = prefork_run("jobs:Hang", "--workers", "1", "--strategy", "forking",
+                       "--timeout", "1", "--kill-timeout", "1")
+    [worker] = pool.workers_up(1)
+    [child] = wait_for(lambda: pool.marker_lines(f"starts.{worker}"), 5, "a perform")
+    pool.expect(rf"pid={worker} timed out; dumping its stack \(ABRT\)")
+    pool.expect(r'File ".*jobs\.py", line \d+ in hang_here')
+    pool.expect(rf"pid={worker} did not stop in time; KILL")
+    pool.expect(rf"pid={worker} stopping -> dead")
+    wait_for(lambda: not alive(int(child)), 2, "KILL to take the perform's process too")
+    pool.kill("TERM")
+    assert pool.wait() == 0

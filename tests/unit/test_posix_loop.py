@@ -1,0 +1,130 @@
+"""The event loop with real forks: the order of events, the baseline, the races."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+
+import pytest
+
+from prefork.core.config import PoolConfig
+from prefork.core.events import ChildExited, Event, StartWorker, StopAll
+from prefork.core.master import Supervisor
+from prefork.core.worker import WorkerState
+from prefork.posix.loop import PosixLoop, WorkerSpec
+from prefork.posix.scoreboard import IDLE
+
+pytestmark = pytest.mark.timeout(20)
+
+
+class Recording(Supervisor):
+    """A supervisor that remembers every event it was handed."""
+
+    def __init__(self, config: PoolConfig) -> None:
+        super().__init__(config)
+        self.seen: list[Event] = []
+
+    def handle(self, event):  # type: ignore[no-untyped-def]
+        self.seen.append(event)
+        return super().handle(event)
+
+
+def ready_then_wait_for_quit(spec: WorkerSpec) -> int:
+    """A worker whose setup is instant: IDLE and notified at once, then QUIT ends it."""
+    spec.board_slot.state[0] = IDLE
+    os.write(spec.notify_fd, b"!")
+    # blocked since the fork, so sigtimedwait takes it; give up after a while so that a
+    # failing test leaves nothing behind
+    signal.sigtimedwait({signal.SIGQUIT}, 10)
+    return 0
+
+
+def perform_three_then_exit(spec: WorkerSpec) -> int:
+    spec.board_slot.performs[0] = 3
+    spec.board_slot.state[0] = IDLE
+    return 0
+
+
+LOOPS: list[PosixLoop] = []
+
+
+@pytest.fixture(autouse=True)
+def kill_leftover_workers():  # type: ignore[no-untyped-def]
+    """A failing test must not leave its workers behind."""
+    yield
+    while LOOPS:
+        loop = LOOPS.pop()
+        for pid in list(loop.children.live):
+            loop.children.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            loop.children.forget(pid)
+        loop.close()
+
+
+def make_loop(worker_main, **pool) -> PosixLoop:  # type: ignore[no-untyped-def]
+    config = PoolConfig.of(workers=0, setup_timeout=None, graceful_timeout=5, **pool)
+    loop = PosixLoop(Recording(config), worker_main, logging.getLogger("test"),
+                     handle_signals=False, set_titles=False)
+    LOOPS.append(loop)
+    loop.boot()
+    return loop
+
+
+def test_a_worker_ready_before_the_master_looks_is_still_seen(monkeypatch) -> None:
+    """Regression: the baseline reading was once taken after fork(), racing the child."""
+    loop = make_loop(ready_then_wait_for_quit)
+    fork = loop.children.fork
+
+    def slow_parent(child_main):  # type: ignore[no-untyped-def]
+        pid = fork(child_main)
+        time.sleep(0.2)  # the child finishes its setup before the parent looks
+        return pid
+
+    monkeypatch.setattr(loop.children, "fork", slow_parent)
+    for _ in range(3):
+        loop.feed(StartWorker())
+    pids = list(loop.workers)
+    supervisor = loop.supervisor
+    loop.wait_until(lambda: all(
+        supervisor.worker_by_pid(pid).state is WorkerState.IDLE for pid in pids
+    ))
+    loop.feed(StopAll())
+    loop.wait_until(lambda: False)
+    assert loop.exit_code == 0
+    loop.close()
+
+
+def test_a_dying_workers_final_count_comes_with_its_exit() -> None:
+    loop = make_loop(perform_three_then_exit, max_performs=3)
+    loop.feed(StartWorker())
+    [pid] = loop.workers
+    loop.wait_until(lambda: pid not in loop.workers)
+    seen = [e for e in loop.supervisor.seen if getattr(e, "pid", None) == pid]
+    assert isinstance(seen[-1], ChildExited)
+    assert (seen[-1].status, seen[-1].performs) == (0, 3)
+    loop.feed(StopAll())
+    loop.wait_until(lambda: False)
+    loop.close()
+
+
+def test_nothing_is_handed_to_the_core_after_exit() -> None:
+    loop = make_loop(ready_then_wait_for_quit)
+    loop.feed(StopAll())
+    assert loop.exit_code == 0
+    loop.feed(StartWorker())  # the core is stopped: this must not reach it
+    assert not isinstance(loop.supervisor.seen[-1], StartWorker)
+    loop.close()
+
+
+def test_signals_are_never_sent_to_a_pid_that_is_not_a_live_worker(caplog) -> None:
+    loop = make_loop(ready_then_wait_for_quit)
+    from prefork.core.effects import Kill
+    from prefork.core.signals import Sig
+
+    with caplog.at_level(logging.WARNING, logger="test"):
+        loop._carry_out(Kill(os.getpid(), Sig.KILL))
+    assert "not a live worker" in caplog.text
+    loop.feed(StopAll())
+    loop.close()
