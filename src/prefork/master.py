@@ -39,7 +39,7 @@ class Master:
 
     ``job`` is a ``prefork.Job`` subclass (instantiated here) or instance, any object
     with ``perform()``, or a function (one that takes an argument gets the worker
-    context). Options are described in docs/signals.md and DESIGN.md; a bad one raises
+    context). Options are described in docs/guide.md; a bad one raises
     ``prefork.ConfigError`` naming it.
     """
 
