@@ -92,7 +92,7 @@ def worker_fixture(state: WorkerState, told_to_quit: bool) -> Fixture:
     if told_to_quit:
         adapter.feed(Signal(Sig.TTOU))
     if state is WorkerState.DEAD:
-        adapter.supervisor.fire(worker, "exited", 0)
+        adapter.supervisor.fire(worker, "exited")
     return Fixture(adapter, worker)
 
 
@@ -138,7 +138,7 @@ def worker_args(trigger: str, fixture: Fixture) -> tuple[Any, ...]:
         "reported_idle": (fixture.supervisor.now, 0),
         "reported_performing": (fixture.supervisor.now, 0),
         "signal_forwarded": (FORWARDED,),
-        "exited": (0,),
+        "exited": (),
     }.get(trigger, ())
 
 

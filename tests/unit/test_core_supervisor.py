@@ -323,3 +323,65 @@ def test_a_trigger_of_the_other_machine_is_a_missing_row() -> None:
     worker = driver.core.workers[0]
     with pytest.raises(CoreError, match=r"^worker machine: no row for booted in state spawning"):
         driver.core.fire(worker, "booted")
+
+
+def test_one_perform_is_enough_to_retire_cleanly() -> None:
+    driver = booted(workers=1, max_restarts=0)
+    (pid,) = driver.pids()
+    effects = driver.send(ChildExited(pid, 0, performs=1))
+    assert Log("info", f"worker group=default slot=0 pid={pid} exited by itself after "
+                       "1 performs") in effects
+    assert driver.core.state is MasterState.RUNNING
+
+
+def test_reload_keeps_the_backoff_of_groups_that_stay() -> None:
+    driver = booted(groups={"a": 1}, restart_backoff=5)
+    for _ in range(2):
+        (pid,) = driver.pids()
+        driver.send(ChildExited(pid, 1))
+    history = driver.core.slots[("a", 0)]
+    driver.send(Reload(PoolConfig.of(groups={"a": 1, "b": 1}, restart_backoff=5)))
+    assert driver.core.slots == {("a", 0): history}
+    assert [w.group for w in driver.core.active_workers()] == ["b"]
+
+
+def test_the_core_says_exactly_what_it_refuses() -> None:
+    from prefork.core import Event
+
+    driver = booted(workers=1)
+    with pytest.raises(CoreError) as caught:
+        driver.send(Event(at=1.0))
+    assert str(caught.value) == "master machine: no event Event(at=1.0) in state running"
+    with pytest.raises(CoreError) as caught:
+        driver.core.handle(Forked("default", 3, 555))
+    assert str(caught.value) == (
+        "master machine: Forked(at=None, group='default', slot=3, pid=555) answers no Spawn")
+
+
+def test_winch_on_a_terminal_and_scaling_unknown_groups_say_why() -> None:
+    driver = Driver(PoolConfig.of(groups={"a": 1, "b": 2}, setup_timeout=None))
+    driver.send(Boot(at=0, has_terminal=True))
+    assert driver.send(Signal(Sig.WINCH)) == [
+        Log("info", "WINCH ignored: the master has a controlling terminal")]
+    assert driver.send(StartWorker("zz")) == [
+        Log("warning", "no group 'zz' to scale (groups: a, b)")]
+    assert driver.send(StopWorker("zz")) == [
+        Log("warning", "no group 'zz' to scale (groups: a, b)")]
+
+
+def test_time_does_not_pass_once_stopped() -> None:
+    driver = booted(workers=0)
+    driver.send(Signal(Sig.QUIT))
+    assert driver.core.state is MasterState.STOPPED
+    with pytest.raises(CoreError) as caught:
+        driver.send(Tick(5))
+    assert str(caught.value) == "master machine: no row for Tick in state stopped"
+
+
+def test_a_config_error_keeps_the_bad_value() -> None:
+    from prefork.core import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        PoolConfig.of(timeout=-2)
+    assert (caught.value.option, caught.value.value) == ("timeout", -2)
+    assert PoolConfig.of().groups[0].workers == 1

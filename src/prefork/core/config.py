@@ -126,7 +126,7 @@ class PoolConfig:
 
         An option prefork does not know raises ``ConfigError`` naming it.
         """
-        known = {f.name for f in fields(cls)} - {"groups"}
+        known = {f.name for f in fields(cls)}
         for option in options:
             if option not in known:
                 raise ConfigError(option, options[option], "is not a prefork option")

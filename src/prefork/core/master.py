@@ -222,8 +222,8 @@ class Supervisor:
 
     def _advance_clock(self, event: ev.Event) -> None:
         when = event.now if isinstance(event, ev.Tick) else event.at
-        if when is not None and when > self.now:
-            self.now = when
+        if when is not None:
+            self.now = max(self.now, when)
 
     def _check_spawns_answered(self, event: ev.Event) -> None:
         if isinstance(event, ev.Forked | ev.ForkFailed):
@@ -277,7 +277,7 @@ class Supervisor:
             worker.record_count(0.0, event.performs)
             self._end_crash_run_if_healthy(worker)
         was_active = worker.is_active
-        self.fire(worker, "exited", event.status)
+        self.fire(worker, "exited")
         if was_active:
             self._account_for_exit(worker, event.status)
         self._bury(worker)
@@ -389,14 +389,13 @@ class Supervisor:
         """Forget a dead worker: it leaves the machine, the pid index and the list."""
         self._worker_machine.remove_model(worker)
         self.workers.remove(worker)
-        if worker.pid is not None and self._by_pid.get(worker.pid) is worker:
+        if worker.pid is not None:
             del self._by_pid[worker.pid]
 
     def _account_for_exit(self, worker: Worker, status: int) -> None:
         """A worker nobody told to stop has exited: a retirement or a crash."""
         retired = status == 0 and worker.performs > 0
-        if retired:
-            self.slots.pop((worker.group, worker.slot), None)
+        if retired:  # its performs already ended the slot's crash run
             self.emit(Log("info", f"worker {worker.label} exited by itself after "
                                   f"{worker.performs} performs"))
             return
@@ -461,7 +460,7 @@ class Supervisor:
         return len(self.crash_times) > limit
 
     def _retire_surplus(self) -> bool:
-        if self.state not in UP or self._unforked():
+        if self.state not in UP:
             return False
         for worker in self.active_workers():
             if self._is_surplus(worker):
@@ -470,7 +469,8 @@ class Supervisor:
         return False
 
     def _is_surplus(self, worker: Worker) -> bool:
-        if self.state is M.PAUSED or worker.slot >= self.targets.get(worker.group, 0):
+        # a reload stops every worker, so an active worker's group is always a target
+        if self.state is M.PAUSED or worker.slot >= self.targets[worker.group]:
             return True
         limit = self.config.max_performs
         return limit is not None and worker.performs >= limit

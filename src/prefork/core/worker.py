@@ -90,7 +90,7 @@ WORKER_TRANSITIONS: list[dict[str, Any]] = [
      "after": "send_abort"},
     {"trigger": "deadline_passed", "source": S.STOPPING, "dest": None, "after": "send_kill"},
     # the adapter reaped the pid
-    {"trigger": "exited", "source": ALIVE, "dest": S.DEAD, "after": "record_exit"},
+    {"trigger": "exited", "source": ALIVE, "dest": S.DEAD},
 ]
 
 WORKER_TRIGGERS: tuple[str, ...] = tuple(
@@ -115,13 +115,10 @@ class Worker:
         self.slot = slot
         self.generation = generation
         self.pid: int | None = None
-        self.spawned_at = pool.now
         self.forked_at: float | None = None
         self.deadline: float | None = None
-        self.heartbeat_at: float | None = None
         self.performs = 0
         self.stop_signal: Sig | None = None
-        self.exit_status: int | None = None
 
     def __repr__(self) -> str:
         return f"<Worker {self.label} {self.state}>"
@@ -159,18 +156,14 @@ class Worker:
     def record_reading(self, heartbeat_at: float, performs: int) -> None:
         """Keep the latest reading; the perform deadline runs from the last heartbeat."""
         self.record_count(heartbeat_at, performs)
-        if self.state is S.PERFORMING:
-            self.heartbeat_at = heartbeat_at
-            timeout = self.pool.config.timeout
-            self.deadline = None if timeout is None else heartbeat_at + timeout
-        else:
-            self.heartbeat_at = None
-            self.deadline = None
+        timeout = self.pool.config.timeout
+        performing = self.state is S.PERFORMING and timeout is not None
+        self.deadline = heartbeat_at + timeout if performing else None
 
     def _send_soft(self, signo: Sig, grace: float) -> None:
         self.stop_signal = signo
         self.deadline = self.pool.now + grace
-        self.pool.emit(Kill(self._pid(signo), signo))
+        self.pool.emit(Kill(self._pid(), signo))
 
     def send_quit(self) -> None:
         self._send_soft(Sig.QUIT, self.pool.config.graceful_timeout)
@@ -180,10 +173,9 @@ class Worker:
 
     def overtake_with_term(self) -> None:
         """A quick stop after a graceful one: TERM now, and KILL no later than before."""
-        earlier = self.deadline
+        earlier = self.deadline  # not None: told_to_quit guards this row
         self.send_term()
-        if earlier is not None and self.deadline is not None:
-            self.deadline = min(self.deadline, earlier)
+        self.deadline = min(self.pool.now + self.pool.config.kill_timeout, earlier)
 
     def send_abort(self) -> None:
         """A setup or perform timeout: ask for a stack dump, then KILL after kill_timeout."""
@@ -193,18 +185,12 @@ class Worker:
     def send_kill(self) -> None:
         self.deadline = None
         self.pool.emit(Log("warning", f"worker {self.label} did not stop in time; KILL"))
-        self.pool.emit(Kill(self._pid(Sig.KILL), Sig.KILL))
+        self.pool.emit(Kill(self._pid(), Sig.KILL))
 
     def forward_signal(self, signo: Sig) -> None:
-        self.pool.emit(Kill(self._pid(signo), signo))
+        self.pool.emit(Kill(self._pid(), signo))
 
-    def record_exit(self, status: int) -> None:
-        self.exit_status = status
-        self.deadline = None
-
-    def _pid(self, signo: Sig) -> int:
-        if self.pid is None:  # the adapter broke its promise to answer Spawn first
-            from prefork.core.errors import CoreError
-
-            raise CoreError(f"worker machine: {self.label} has no pid yet, cannot send {signo}")
+    def _pid(self) -> int:
+        """The pid to signal: the supervisor never acts on a worker before ``Forked``."""
+        assert self.pid is not None, f"{self.label}: signalled before Forked"
         return self.pid
