@@ -44,8 +44,10 @@ def test_bad_values_name_the_option(options: dict, option: str) -> None:
 
 
 def test_duplicate_group_names_are_refused() -> None:
-    with pytest.raises(ConfigError, match="twice"):
+    with pytest.raises(ConfigError) as caught:
         PoolConfig(groups=(GroupConfig("a", 1), GroupConfig("a", 2)))
+    assert str(caught.value) == "groups='a': names a group twice"
+    assert (caught.value.option, caught.value.value) == ("groups", "a")
 
 
 def test_groups_keep_their_order_and_counts() -> None:

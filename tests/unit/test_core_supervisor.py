@@ -385,3 +385,28 @@ def test_a_config_error_keeps_the_bad_value() -> None:
         PoolConfig.of(timeout=-2)
     assert (caught.value.option, caught.value.value) == ("timeout", -2)
     assert PoolConfig.of().groups[0].workers == 1
+
+
+def test_a_supervisor_without_config_runs_one_default_worker() -> None:
+    core = Supervisor()
+    effects = core.handle(Boot(at=0))
+    assert [e for e in effects if isinstance(e, Spawn)] == [Spawn("default", 0)]
+
+
+def test_a_crash_exactly_one_period_ago_no_longer_counts() -> None:
+    driver = booted(workers=1, max_restarts=1, restart_period=10, restart_backoff_max=0.1)
+    (pid,) = driver.pids()
+    driver.send(ChildExited(pid, 1, at=0))
+    (pid,) = driver.pids()
+    driver.send(ChildExited(pid, 1, at=10))
+    assert driver.core.state is MasterState.RUNNING
+    assert driver.core.crash_times == [10]
+
+
+def test_a_fork_failure_that_answers_no_spawn_is_named() -> None:
+    driver = booted(workers=1)
+    with pytest.raises(CoreError) as caught:
+        driver.core.handle(ForkFailed("nope", 0, "EAGAIN"))
+    assert str(caught.value) == (
+        "master machine: ForkFailed(at=None, group='nope', slot=0, error='EAGAIN') "
+        "answers no Spawn")

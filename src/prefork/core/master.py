@@ -274,7 +274,7 @@ class Supervisor:
             self.fire(self, "stray_child_exited", event.pid, event.status)
             return
         if event.performs is not None:
-            worker.record_count(0.0, event.performs)
+            worker.count_performs(event.performs)
             self._end_crash_run_if_healthy(worker)
         was_active = worker.is_active
         self.fire(worker, "exited")

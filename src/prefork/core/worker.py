@@ -151,11 +151,16 @@ class Worker:
         self.pool.emit(Log("error", f"worker {self.label} fork failed: {error}"))
 
     def record_count(self, heartbeat_at: float, performs: int) -> None:
+        """A reading while stopping: only its count matters."""
+        self.count_performs(performs)
+
+    def count_performs(self, performs: int) -> None:
+        """Keep the highest performs count seen (a reading never lowers it)."""
         self.performs = max(self.performs, performs)
 
     def record_reading(self, heartbeat_at: float, performs: int) -> None:
         """Keep the latest reading; the perform deadline runs from the last heartbeat."""
-        self.record_count(heartbeat_at, performs)
+        self.count_performs(performs)
         timeout = self.pool.config.timeout
         performing = self.state is S.PERFORMING and timeout is not None
         self.deadline = heartbeat_at + timeout if performing else None
