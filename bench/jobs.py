@@ -133,7 +133,11 @@ def run_prefork(kind: str, workers: int, strategy: str, max_performs: int | None
     master = prefork.Master(JOBS[kind], workers=workers, strategy=strategy,
                             max_performs=max_performs, timeout=timeout, logger=logger,
                             name=f"bench-{kind}")
-    return master.run()
+    code = master.run()
+    import gc
+
+    gc.freeze()  # as `prefork run` does before it exits (src/prefork/cli.py)
+    return code
 
 
 # gunicorn -----------------------------------------------------------------------------------
