@@ -305,7 +305,7 @@ def test_the_same_events_give_the_same_effects() -> None:
 def test_the_machines_have_only_their_rows_and_forget_the_dead() -> None:
     driver = booted(workers=2)
     worker = driver.core.workers[0]
-    assert not hasattr(worker, "to_idle") and not hasattr(driver.core, "to_stopped")
+    assert not hasattr(worker, "to_IDLE") and not hasattr(driver.core, "to_STOPPED")
     machine = driver.core._worker_machine
     assert machine.models == driver.core.workers
     for pid in driver.pids():
