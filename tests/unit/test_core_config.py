@@ -124,3 +124,9 @@ def test_groups_must_be_a_non_empty_tuple() -> None:
         PoolConfig(groups=[])  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"^groups=\(\): must name at least one group$"):
         PoolConfig(groups=())
+
+
+def test_a_group_built_by_hand_needs_a_count() -> None:
+    with pytest.raises(ConfigError) as caught:
+        PoolConfig(groups=(GroupConfig("a", None),))  # type: ignore[arg-type]
+    assert str(caught.value) == "groups.a=None: must be a whole number >= 0"
