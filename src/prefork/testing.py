@@ -72,12 +72,13 @@ worker could make, written down so that tests can rely on it):
     stray is hit all the same, as a real stranger would be.
 * **Death and reaping**: a process that exits, crashes or is killed becomes a zombie and
   keeps its pid; only ``reap(pid)`` (or ``reap_all()``) removes it from the table and
-  feeds ``ChildExited(pid, status)``, in whatever order the test reaps. Before it, for a
-  worker, ``reap`` feeds the worker's last scoreboard reading (``Observed``), as the
-  adapter does when it can (``observe=False`` skips it). ``reap_all`` stops once the
-  master has stopped (it has exited; strays left over stay zombies), while an explicit
-  ``reap`` after the stop feeds the event all the same, so a test can check that the
-  core refuses it.
+  feeds ``ChildExited(pid, status, performs)``, in whatever order the test reaps; for a
+  worker, ``performs`` is its final count, as the adapter reads it from the slot. Before
+  it, ``reap`` feeds the worker's last scoreboard reading (``Observed``), a reading of a
+  zombie, whose pid is still reserved (``observe=False`` skips it, as the adapter does).
+  ``reap_all`` stops once the master has stopped (it has exited; strays left over stay
+  zombies), while an explicit ``reap`` after the stop feeds the event all the same, so a
+  test can check that the core refuses it.
 * **Scoreboard readings** are explicit: ``observe(pid)`` feeds
   ``Observed(pid, state, heartbeat_at, performs)`` from the process's own slot: the state
   it last wrote (spawning, idle or performing; a zombie's slot keeps its last state),
@@ -216,7 +217,7 @@ class SimProcess:
     log_reopens: int = 0
     status: int | None = None
     exited_at: float | None = None
-    reported: Observed | None = None
+    reported_performs: int = 0  # the count the core was last given (a reading or the exit)
 
     def __repr__(self) -> str:
         who = "stray" if self.stray else f"{self.group}.{self.slot}"
@@ -240,11 +241,6 @@ class SimProcess:
     def told_to_stop(self) -> bool:
         """It received a signal that tells a worker to stop (QUIT, TERM, INT, ABRT, KILL)."""
         return any(sig in STOP_SIGNALS for sig in self.signals)
-
-    @property
-    def reported_performs(self) -> int:
-        """The performs count of the last reading the core was given (0 without one)."""
-        return 0 if self.reported is None else self.reported.performs
 
 
 @dataclass(frozen=True)
@@ -590,7 +586,7 @@ class SimOS:
             raise SimError(f"pid {pid} is a stray: it has no scoreboard slot")
         heartbeat = process.heartbeat_at if process.scoreboard is WorkerState.PERFORMING else 0.0
         reading = Observed(pid, process.scoreboard, heartbeat, process.performs, at=self.now)
-        process.reported = reading
+        process.reported_performs = process.performs
         return self.feed(reading)
 
     def observe_all(self) -> list[Effect]:
@@ -613,7 +609,11 @@ class SimOS:
         assert process.status is not None
         del self.table[pid]
         process.state = ProcState.REAPED
-        return produced + self._feed(ChildExited(pid, process.status, at=self.now), process)
+        performs = None if process.stray else process.performs
+        if performs is not None:
+            process.reported_performs = performs
+        exited = ChildExited(pid, process.status, performs, at=self.now)
+        return produced + self._feed(exited, process)
 
     def reap_all(self, order: Iterable[int] | None = None, *, observe: bool = True) -> list[Effect]:
         """Reap every zombie (in ``order``, else lowest pid first) until the master stops.

@@ -180,7 +180,7 @@ def test_a_zombie_keeps_its_pid_until_reaped_and_reaping_reads_its_slot_first() 
     mark = sim.mark()
     sim.reap(100)
     assert sim.events_since(mark)[:2] == [
-        Observed(100, WorkerState.IDLE, 0.0, 1, at=1.0), ChildExited(100, 0, at=1.0)]
+        Observed(100, WorkerState.IDLE, 0.0, 1, at=1.0), ChildExited(100, 0, 1, at=1.0)]
     assert sim.trace[mark + 1].process is not None
     assert sim.trace[mark + 1].process.state is ProcState.REAPED
     with pytest.raises(SimError):
