@@ -66,5 +66,3 @@ class Exit(Effect):
 
     code: int
 
-
-AnyEffect = Spawn | Kill | Log | ReopenLogs | SetTitle | WakeAt | Exit

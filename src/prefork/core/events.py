@@ -138,12 +138,7 @@ class Reload(Event):
     config: PoolConfig
 
 
-AnyEvent = (
-    Boot | Signal | Forked | ForkFailed | ChildExited | Observed | Tick
-    | StartWorker | StopWorker | StopAll | Scale | Reload
-)
-
 __all__ = [
-    "AnyEvent", "Boot", "ChildExited", "Event", "ForkFailed", "Forked",
+    "Boot", "ChildExited", "Event", "ForkFailed", "Forked",
     "Observed", "Reload", "Scale", "Signal", "StartWorker", "StopAll", "StopWorker", "Tick",
 ]
