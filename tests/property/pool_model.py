@@ -188,7 +188,7 @@ class PoolChecker:
         elif process is None or process.stray:
             return
         elif isinstance(event, Observed):
-            if process.reported_performs > 0:
+            if process.reported_performs > 0 and not process.told_to_stop:
                 self.slots.pop(self._slot(process), None)
         elif isinstance(event, ChildExited) and not process.told_to_stop:
             if process.status == 0 and process.reported_performs > 0:

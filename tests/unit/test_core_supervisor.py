@@ -410,3 +410,22 @@ def test_a_fork_failure_that_answers_no_spawn_is_named() -> None:
     assert str(caught.value) == (
         "master machine: ForkFailed(at=None, group='nope', slot=0, error='EAGAIN') "
         "answers no Spawn")
+
+
+def test_a_stopped_worker_that_performed_does_not_wipe_a_later_backoff() -> None:
+    # shrunk by hypothesis (TestPool, INV-6): the hung worker's final count arrived after
+    # the fork of its replacement had failed, and refilled the slot before its back-off
+    driver = booted(workers=1, timeout=1, restart_backoff=0.125, restart_backoff_max=0.125)
+    core = driver.core
+    (pid,) = driver.pids()
+    driver.send(Observed(pid, PERFORMING, heartbeat_at=0, at=0))
+    assert core.handle(Tick(1)) == [
+        Log("info", f"worker group=default slot=0 pid={pid} performing -> stopping "
+                    "(deadline_passed)"),
+        Log("error", f"worker group=default slot=0 pid={pid} timed out; dumping its stack (ABRT)"),
+        Kill(pid, Sig.ABRT), Spawn("default", 0), WakeAt(11.0)]
+    effects = core.handle(ForkFailed("default", 0, "EAGAIN"))
+    assert core.slots[("default", 0)].respawn_at == 1.125
+    effects = core.handle(ChildExited(pid, -6, performs=1))
+    assert not [e for e in effects if isinstance(e, Spawn)]
+    assert Spawn("default", 0) in core.handle(Tick(1.125))

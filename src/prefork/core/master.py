@@ -291,8 +291,13 @@ class Supervisor:
         self._end_crash_run_if_healthy(worker)
 
     def _end_crash_run_if_healthy(self, worker: Worker) -> None:
-        """A worker that performed shows its slot works: a later crash starts a new run."""
-        if worker.performs > 0:
+        """A live worker that performed shows its slot works: a later crash starts a new run.
+
+        Only a live one: a worker already told to stop (timed out, or of an older
+        generation) may report performs done before the slot's latest failures, and must
+        not wipe the back-off those failures earned.
+        """
+        if worker.performs > 0 and worker.is_active:
             self.slots.pop((worker.group, worker.slot), None)
 
     def _on_tick(self, event: ev.Tick) -> None:
