@@ -355,6 +355,13 @@ class PoolMachine(RuleBasedStateMachine):
         self._clean(7)
 
     @invariant()
+    def bookkeeping_matches_a_recount(self) -> None:
+        """The core's incremental indexes agree with a count from scratch (not a DESIGN
+        invariant: what lets one event cost the same with 4 workers or 256)."""
+        errors = self.sim.supervisor.bookkeeping_errors()
+        assert not errors, f"the core's bookkeeping is off: {errors}"
+
+    @invariant()
     def inv_8_determinism(self) -> None:
         self.invariant_calls += 1
         if self.invariant_calls % REPLAY_EVERY == 0:

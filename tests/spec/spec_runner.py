@@ -290,6 +290,8 @@ class Adapter:
                 self.latest_wake = effect.when
             if isinstance(effect, Spawn):
                 effects += self.supervisor.handle(self.answer(effect))
+        errors = self.supervisor.bookkeeping_errors()
+        assert not errors, f"the core's bookkeeping is off: {errors}"
         return effects
 
     def answer(self, spawn: Spawn) -> Event:

@@ -403,6 +403,16 @@ def test_a_crash_exactly_one_period_ago_no_longer_counts() -> None:
     assert driver.core.crash_times == [10]
 
 
+def test_without_a_crash_limit_old_crashes_are_forgotten_too() -> None:
+    # a long-lived pool with no max_restarts must not keep every crash time forever
+    driver = booted(workers=1, restart_period=10, restart_backoff_max=0.1)
+    for at in range(0, 100, 5):
+        (pid,) = driver.pids()
+        driver.send(ChildExited(pid, 1, at=at))
+        driver.send(Tick(now=at + 1))
+    assert driver.core.crash_times == [90, 95]
+
+
 def test_a_fork_failure_that_answers_no_spawn_is_named() -> None:
     driver = booted(workers=1)
     with pytest.raises(CoreError) as caught:

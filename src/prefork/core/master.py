@@ -25,11 +25,22 @@ a leaving master stop, too many crashes make it give up) are not rows: they live
 ``Supervisor.settle``, which applies them after every event until nothing changes, as
 h11 does with its derived state.
 
+The rules run after every event, so they must not walk the pool: a scoreboard scan of
+256 workers hands the core 256 readings at once. They read bookkeeping kept up to date
+as workers change (which slot has a live worker, which slots are vacant and when each may
+be refilled, which Spawns are unanswered, how many workers are of an older generation,
+a heap of deadlines), and ``fire`` is the one place that keeps it, since every change of
+a worker goes through a worker trigger. One event then costs the same with 4 workers or
+256; ``bookkeeping_errors`` compares it all with a recount, and the tests call it after
+every event.
+
 The supervisor is the sans-IO entry point: ``handle(event) -> list[Effect]``.
 """
 
 from __future__ import annotations
 
+import heapq
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, StrEnum
@@ -42,7 +53,7 @@ from prefork.core.config import PoolConfig
 from prefork.core.effects import Effect, Exit, Log, ReopenLogs, SetTitle, Spawn, WakeAt
 from prefork.core.errors import CoreError
 from prefork.core.signals import Sig
-from prefork.core.worker import WORKER_TRANSITIONS, Worker, WorkerState
+from prefork.core.worker import LIVE, WORKER_TRANSITIONS, Worker, WorkerState
 
 
 class MasterState(StrEnum):
@@ -185,6 +196,19 @@ class Supervisor:
         self._wake_at: float | None = None
         self._worker_machine = new_worker_machine()
         new_master_machine(self)
+        # Bookkeeping the derived rules read, kept up to date as workers change so that
+        # one event costs the same with 4 workers or 256 (``bookkeeping_errors`` checks it
+        # against a recount from scratch).
+        self._serial = 0  # spawn order: rules act on workers in the order they were spawned
+        self._unforked: dict[tuple[str, int], Worker] = {}  # Spawns not answered yet
+        self._active: dict[tuple[str, int], Worker] = {}  # slot -> its live worker
+        self._vacant: dict[tuple[str, int], float] = {}  # slot below target -> refill time
+        self._vacancy_heap: list[tuple[float, int, int, str]] = []  # lazily pruned
+        self._deadline_heap: list[tuple[float, int, Worker]] = []  # lazily pruned
+        self._maybe_surplus: dict[Worker, None] = {}  # workers a rule 4 check is due for
+        self._old_workers = 0  # workers of an older generation than the current one
+        self._group_order: dict[str, int] = {}
+        self._track_targets()
 
     # the sans-IO entry point ------------------------------------------------------------
 
@@ -213,10 +237,39 @@ class Supervisor:
 
     def next_deadline(self) -> float | None:
         """The earliest time the core must be woken (``None``: nothing to time)."""
-        times = [w.deadline for w in self.workers if w.deadline is not None]
+        times = [when for when in (self._earliest_worker_deadline(),) if when is not None]
         if self.state in SPAWNING_STATES:
-            times += [when for _, _, when in self._missing_slots() if when > self.now]
+            refill = self._earliest_refill_after_now()
+            if refill is not None:
+                times.append(refill)
         return min(times, default=None)
+
+    def bookkeeping_errors(self) -> list[str]:
+        """Where the incremental bookkeeping differs from a recount (for the tests)."""
+        errors = []
+        active = {(w.group, w.slot): w for w in self.workers if w.is_active}
+        if len(active) != sum(w.is_active for w in self.workers):
+            errors.append("two live workers share a slot")
+        if active != self._active:
+            errors.append(f"live slots {sorted(self._active)} != {sorted(active)}")
+        vacant = {(group, slot) for group, target in self.targets.items()
+                  for slot in range(target) if (group, slot) not in active}
+        if vacant != set(self._vacant):
+            errors.append(f"vacant slots {sorted(self._vacant)} != {sorted(vacant)}")
+        for key, when in self._vacant.items():
+            history = self.slots.get(key)
+            if when != (history.respawn_at if history else 0.0):
+                errors.append(f"slot {key} refills at {when}, its history says otherwise")
+        unforked = {(w.group, w.slot): w for w in self.workers if w.pid is None}
+        if unforked != self._unforked:
+            errors.append(f"unforked {sorted(self._unforked)} != {sorted(unforked)}")
+        old = sum(w.generation < self.generation for w in self.workers)
+        if old != self._old_workers:
+            errors.append(f"{self._old_workers} old workers counted, {old} found")
+        deadlines = [w.deadline for w in self.workers if w.deadline is not None]
+        if min(deadlines, default=None) != self._earliest_worker_deadline():
+            errors.append("the deadline heap lost the earliest worker deadline")
+        return errors
 
     # dispatch -------------------------------------------------------------------------
 
@@ -228,16 +281,11 @@ class Supervisor:
     def _check_spawns_answered(self, event: ev.Event) -> None:
         if isinstance(event, ev.Forked | ev.ForkFailed):
             return
-        for worker in self._unforked():
+        for group, slot in self._unforked:
             raise CoreError(
-                f"master machine: {event!r} arrived before Spawn({worker.group!r}, "
-                f"{worker.slot}) was answered with Forked or ForkFailed"
+                f"master machine: {event!r} arrived before Spawn({group!r}, "
+                f"{slot}) was answered with Forked or ForkFailed"
             )
-
-    def _unforked(self) -> list[Worker]:
-        """Workers whose Spawn the adapter has not answered yet (it will, before any
-        other event): nothing can be sent to them, so rules that act on workers wait."""
-        return [w for w in self.workers if w.pid is None]
 
     def _dispatch(self, event: ev.Event) -> None:
         handler = self._HANDLERS.get(type(event))
@@ -259,11 +307,13 @@ class Supervisor:
         worker = self._unanswered_spawn(event.group, event.slot, event)
         if event.pid in self._by_pid:
             raise CoreError(f"master machine: {event!r} reuses the pid of a live worker")
+        del self._unforked[(worker.group, worker.slot)]
         self._by_pid[event.pid] = worker
         self.fire(worker, "forked", event.pid)
 
     def _on_fork_failed(self, event: ev.ForkFailed) -> None:
         worker = self._unanswered_spawn(event.group, event.slot, event)
+        del self._unforked[(worker.group, worker.slot)]
         self.fire(worker, "fork_failed", event.error)
         self._count_crash(worker)
         self._bury(worker)
@@ -274,8 +324,7 @@ class Supervisor:
             self.fire(self, "stray_child_exited", event.pid, event.status)
             return
         if event.performs is not None:
-            worker.count_performs(event.performs)
-            self._end_crash_run_if_healthy(worker)
+            self._take_count(worker, event.performs)
         was_active = worker.is_active
         self.fire(worker, "exited")
         if was_active:
@@ -288,7 +337,17 @@ class Supervisor:
             raise CoreError(f"master machine: {event!r} names no live worker")
         trigger = f"reported_{WorkerState(event.state).value}"
         self.fire(worker, trigger, event.heartbeat_at, event.performs)
+        self._after_count(worker)
+
+    def _take_count(self, worker: Worker, performs: int) -> None:
+        worker.count_performs(performs)
+        self._after_count(worker)
+
+    def _after_count(self, worker: Worker) -> None:
+        """A new performs count may end the slot's crash run or reach ``max_performs``."""
         self._end_crash_run_if_healthy(worker)
+        if self.config.max_performs is not None and worker.is_active:
+            self._maybe_surplus[worker] = None
 
     def _end_crash_run_if_healthy(self, worker: Worker) -> None:
         """A live worker that performed shows its slot works: a later crash starts a new run.
@@ -298,17 +357,18 @@ class Supervisor:
         not wipe the back-off those failures earned.
         """
         if worker.performs > 0 and worker.is_active:
-            self.slots.pop((worker.group, worker.slot), None)
+            self.slots.pop((worker.group, worker.slot), None)  # its slot is not vacant
 
     def _on_tick(self, event: ev.Tick) -> None:
         if self.state is M.STOPPED:  # the adapter exits on Exit: time no longer passes here
             raise CoreError("master machine: no row for Tick in state stopped")
-        for worker in list(self.workers):
+        for worker in self._workers_past_deadline():
+            was_active = worker.is_active
+            self.fire(worker, "deadline_passed")
             if worker.deadline is not None and worker.deadline <= self.now:
-                was_active = worker.is_active
-                self.fire(worker, "deadline_passed")
-                if was_active:  # a timeout is a crash now: its replacement is backed off
-                    self._count_crash(worker)
+                self._push_deadline(worker)  # re-armed at the same time (a zero grace)
+            if was_active:  # a timeout is a crash now: its replacement is backed off
+                self._count_crash(worker)
 
     def _on_start_worker(self, event: ev.StartWorker) -> None:
         self.fire(self, "start_worker_requested", event.group)
@@ -347,6 +407,7 @@ class Supervisor:
         state and trigger; the model's state is left as it was.
         """
         before = model.state
+        deadline = getattr(model, "deadline", None)
         position = len(self._outbox)
         method = getattr(model, trigger, None)
         if method is None:  # a trigger of the other machine
@@ -355,6 +416,8 @@ class Supervisor:
             method(*args)
         except MachineError:
             raise CoreError(self._no_row(model, trigger, before)) from None
+        if isinstance(model, Worker):
+            self._note_worker_change(model, before, deadline)
         if model.state is not before:
             self._outbox[position:position] = self._transition_effects(model, before, trigger)
 
@@ -379,15 +442,21 @@ class Supervisor:
     # worker bookkeeping ---------------------------------------------------------------
 
     def _unanswered_spawn(self, group: str, slot: int, event: ev.Event) -> Worker:
-        for worker in self.workers:
-            if worker.pid is None and worker.group == group and worker.slot == slot:
-                return worker
-        raise CoreError(f"master machine: {event!r} answers no Spawn")
+        worker = self._unforked.get((group, slot))
+        if worker is None:
+            raise CoreError(f"master machine: {event!r} answers no Spawn")
+        return worker
 
     def _spawn(self, group: str, slot: int) -> None:
         worker = Worker(self, group, slot, self.generation)
+        self._serial += 1
+        worker.serial = self._serial
         self._worker_machine.add_model(worker)
         self.workers.append(worker)
+        key = (group, slot)
+        self._unforked[key] = worker
+        self._active[key] = worker
+        self._vacant.pop(key, None)
         self.emit(Spawn(group, slot))
 
     def _bury(self, worker: Worker) -> None:
@@ -396,6 +465,96 @@ class Supervisor:
         self.workers.remove(worker)
         if worker.pid is not None:
             del self._by_pid[worker.pid]
+        if worker.generation < self.generation:
+            self._old_workers -= 1
+        self._maybe_surplus.pop(worker, None)
+
+    def _note_worker_change(self, worker: Worker, before: WorkerState,
+                            deadline: float | None) -> None:
+        """Keep the bookkeeping in step after a worker trigger (the only place workers
+        change): a worker that stops being live leaves its slot vacant, a new deadline
+        joins the heap."""
+        if before in LIVE and not worker.is_active:
+            key = (worker.group, worker.slot)
+            if self._active.get(key) is worker:
+                del self._active[key]
+            if worker.slot < self.targets.get(worker.group, 0):
+                self._set_vacancy(key)
+        if worker.deadline is not None and worker.deadline != deadline:
+            self._push_deadline(worker)
+
+    def _push_deadline(self, worker: Worker) -> None:
+        heap = self._deadline_heap
+        assert worker.deadline is not None
+        heapq.heappush(heap, (worker.deadline, worker.serial, worker))
+        if len(heap) > 4 * len(self.workers) + 64:  # mostly stale: rebuild it
+            self._deadline_heap = [(w.deadline, w.serial, w) for w in self.workers
+                                   if w.deadline is not None]
+            heapq.heapify(self._deadline_heap)
+
+    @staticmethod
+    def _deadline_is_current(entry: tuple[float, int, Worker]) -> bool:
+        when, _, worker = entry
+        return worker.deadline == when and worker.state is not WorkerState.DEAD
+
+    def _earliest_worker_deadline(self) -> float | None:
+        heap = self._deadline_heap
+        while heap and not self._deadline_is_current(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def _workers_past_deadline(self) -> list[Worker]:
+        """Workers whose deadline has come, in spawn order (each once per Tick)."""
+        heap = self._deadline_heap
+        due: dict[Worker, None] = {}
+        while heap and heap[0][0] <= self.now:
+            entry = heapq.heappop(heap)
+            if self._deadline_is_current(entry):
+                due[entry[2]] = None
+        return sorted(due, key=lambda worker: worker.serial)
+
+    def _set_vacancy(self, key: tuple[str, int]) -> None:
+        """A slot below its target has no live worker: it is refilled at ``respawn_at``."""
+        history = self.slots.get(key)
+        when = history.respawn_at if history else 0.0
+        self._vacant[key] = when
+        group, slot = key
+        heapq.heappush(self._vacancy_heap, (when, self._group_order[group], slot, group))
+
+    def _track_targets(self) -> None:
+        """The targets changed (boot, scale, reload): recount vacancies and surplus."""
+        self._group_order = {group: index for index, group in enumerate(self.targets)}
+        self._vacant = {}
+        self._vacancy_heap = []
+        for group, target in self.targets.items():
+            for slot in range(target):
+                if (group, slot) not in self._active:
+                    self._set_vacancy((group, slot))
+        for (group, slot), worker in self._active.items():
+            if slot >= self.targets.get(group, 0):
+                self._maybe_surplus[worker] = None
+
+    def _earliest_refill_after_now(self) -> float | None:
+        """The first back-off to end: when a vacant slot may be spawned again."""
+        heap = self._vacancy_heap
+        while heap and self._vacant.get((heap[0][3], heap[0][2])) != heap[0][0]:
+            heapq.heappop(heap)  # filled, or refilled at another time since
+        if not heap:
+            return None
+        if heap[0][0] > self.now:
+            return heap[0][0]
+        # some slot is due but was not spawned (too many crashes): look past it
+        return min((when for when in self._vacant.values() if when > self.now), default=None)
+
+    def _due_vacancies(self) -> list[tuple[str, int]]:
+        """Vacant slots whose back-off is over, in group then slot order."""
+        heap = self._vacancy_heap
+        due: dict[tuple[str, int], None] = {}
+        while heap and heap[0][0] <= self.now:
+            when, _, slot, group = heapq.heappop(heap)
+            if self._vacant.get((group, slot)) == when:
+                due[(group, slot)] = None
+        return sorted(due, key=lambda key: (self._group_order[key[0]], key[1]))
 
     def _account_for_exit(self, worker: Worker, status: int) -> None:
         """A worker nobody told to stop has exited: a retirement or a crash."""
@@ -416,10 +575,18 @@ class Supervisor:
         history.failures += 1
         delay = backoff_delay(history.failures, self.config)
         history.respawn_at = self.now + delay
+        if (worker.group, worker.slot) in self._vacant:
+            self._set_vacancy((worker.group, worker.slot))
         if delay > 0:
             self.emit(Log("warning", f"slot {worker.group}.{worker.slot} failed "
                                      f"{history.failures} times in a row; respawn in {delay:g}s"))
+        self._forget_crashes_before(self.now - self.config.restart_period)
         self.crash_times.append(self.now)
+
+    def _forget_crashes_before(self, since: float) -> None:
+        """Drop crashes at or before ``since`` (the times are in order: the clock only
+        moves forward), so that a long run with no crash limit keeps no endless list."""
+        del self.crash_times[:bisect_right(self.crash_times, since)]
 
     # derived rules --------------------------------------------------------------------
 
@@ -442,15 +609,13 @@ class Supervisor:
         return False
 
     def _finish_reload(self) -> bool:
-        if self.state is M.RELOADING and not any(
-            w.generation < self.generation for w in self.workers
-        ):
+        if self.state is M.RELOADING and not self._old_workers:
             self.fire(self, "reload_finished")
             return True
         return False
 
     def _give_up_on_crash_loop(self) -> bool:
-        if self.state in SPAWNING_STATES and self._too_many_crashes() and not self._unforked():
+        if self.state in SPAWNING_STATES and self._too_many_crashes() and not self._unforked:
             self.fire(self, "restarts_exhausted")
             return True
         return False
@@ -460,18 +625,24 @@ class Supervisor:
         limit = self.config.max_restarts
         if limit is None:
             return False
-        since = self.now - self.config.restart_period
-        self.crash_times = [t for t in self.crash_times if t > since]
+        self._forget_crashes_before(self.now - self.config.restart_period)
         return len(self.crash_times) > limit
 
     def _retire_surplus(self) -> bool:
         if self.state not in UP:
             return False
-        for worker in self.active_workers():
-            if self._is_surplus(worker):
-                self.fire(worker, "stop_requested")
-                return True
-        return False
+        if self.state is M.PAUSED:
+            candidates = list(self._active.values())
+        else:  # only a reading, a count or a smaller target makes a worker surplus
+            candidates = list(self._maybe_surplus)
+            self._maybe_surplus.clear()
+        surplus = [w for w in candidates if w.is_active and self._is_surplus(w)]
+        if not surplus:
+            return False
+        first, *others = sorted(surplus, key=lambda worker: worker.serial)
+        self._maybe_surplus.update(dict.fromkeys(others))
+        self.fire(first, "stop_requested")
+        return True
 
     def _is_surplus(self, worker: Worker) -> bool:
         # a reload stops every worker, so an active worker's group is always a target
@@ -483,21 +654,10 @@ class Supervisor:
     def _fill_missing_slots(self) -> bool:
         if self.state not in SPAWNING_STATES or self._too_many_crashes():
             return False
-        due = [(group, slot) for group, slot, when in self._missing_slots() if when <= self.now]
+        due = self._due_vacancies()
         for group, slot in due:
             self._spawn(group, slot)
         return bool(due)
-
-    def _missing_slots(self) -> list[tuple[str, int, float]]:
-        """(group, slot, earliest spawn time) for every slot without an active worker."""
-        filled = {(w.group, w.slot) for w in self.workers if w.is_active}
-        missing = []
-        for group, target in self.targets.items():
-            for slot in range(target):
-                if (group, slot) not in filled:
-                    history = self.slots.get((group, slot))
-                    missing.append((group, slot, history.respawn_at if history else 0.0))
-        return missing
 
     def _ask_for_wake_up(self) -> None:
         when = self.next_deadline()
@@ -526,12 +686,14 @@ class Supervisor:
     def replace_workers(self, *_: Any) -> None:
         """A new generation: every current worker is stopped gracefully; settle refills."""
         self.generation += 1
+        self._old_workers = len(self.workers)
         self.stop_all_workers()
 
     def take_config_and_replace_workers(self, config: PoolConfig) -> None:
         self.config = config
         self.targets = {g.name: g.workers for g in config.groups}
         self.slots = {key: h for key, h in self.slots.items() if key[0] in self.targets}
+        self._track_targets()
         self.replace_workers()
 
     def log_winch_ignored(self, *_: Any) -> None:
@@ -571,6 +733,7 @@ class Supervisor:
         if bounded != self.targets[group]:
             self.emit(Log("info", f"group {group}: {self.targets[group]} -> {bounded} workers"))
             self.targets[group] = bounded
+            self._track_targets()
 
     @property
     def first_group(self) -> str:

@@ -104,7 +104,8 @@ class Worker:
     Fields are data the tables' guards and the supervisor's rules read: ``pid`` (``None``
     until forked), ``deadline`` (the one time that matters in the current state),
     ``stop_signal`` (the soft signal it was sent, if any), ``generation`` (bumped by every
-    reload, so a reload knows which workers are old).
+    reload, so a reload knows which workers are old), ``serial`` (its place in spawn
+    order, which the supervisor sets: rules that pick among workers go in that order).
     """
 
     state: WorkerState
@@ -119,6 +120,7 @@ class Worker:
         self.deadline: float | None = None
         self.performs = 0
         self.stop_signal: Sig | None = None
+        self.serial = 0
 
     def __repr__(self) -> str:
         return f"<Worker {self.label} {self.state}>"
