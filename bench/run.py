@@ -5,8 +5,10 @@
     python bench/run.py --help     # every flag
 
 The first run makes ``bench/.venv`` (``python -m venv``, then ``pip install gunicorn
-matplotlib`` and prefork itself, editable) and re-runs itself in it, so that prefork, the
-gunicorn baseline and the Python baselines all run on the same interpreter. Each
+matplotlib`` and prefork's dependencies) and re-runs itself in it, so that prefork, the
+gunicorn baseline and the Python baselines all run on the same interpreter. Every run then
+installs this tree's prefork into it afresh, as a user installs it: not editable, its
+bytecode compiled at install (``install_prefork`` says why). Each
 benchmark prints a table; all of them are written to ``bench/results/latest.json`` and
 (unless ``--no-docs``) to ``docs/performance.md`` with two plots in ``docs/``.
 
@@ -32,12 +34,16 @@ import json
 import os
 import platform
 import select
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import threading
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,20 +61,70 @@ DEADLINE = 60.0  # seconds any one wait may take before the bench gives up on it
 
 
 def ensure_venv() -> None:
-    """Make bench/.venv with gunicorn, matplotlib and prefork, then re-run in it."""
+    """Run in bench/.venv (made on the first run), with this tree's prefork installed."""
     python = VENV / "bin" / "python"
-    if Path(sys.prefix).resolve() == VENV.resolve():
-        return
-    if not python.exists():
-        print(f"making {VENV} ...", flush=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True, timeout=300)
-    probe = "import gunicorn, matplotlib, prefork"
-    if subprocess.run([str(python), "-c", probe], capture_output=True,
-                      timeout=120).returncode != 0:
-        print("installing gunicorn, matplotlib and prefork into bench/.venv ...", flush=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "gunicorn", "matplotlib",
-                        "-e", str(ROOT)], check=True, timeout=600)
-    os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
+    if Path(sys.prefix).resolve() != VENV.resolve():
+        if not python.exists():
+            print(f"making {VENV} ...", flush=True)
+            subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True,
+                           timeout=300)
+        dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+            "dependencies"]
+        # setuptools builds prefork's wheel at each run (install_prefork); from 70.1 on
+        # it needs no wheel package, and that module is new in 70.1
+        probe = ("import gunicorn, matplotlib, transitions; "
+                 "from setuptools.command import bdist_wheel")
+        if subprocess.run([str(python), "-c", probe], capture_output=True,
+                          timeout=120).returncode != 0:
+            print("installing gunicorn, matplotlib, setuptools and prefork's dependencies "
+                  "into bench/.venv ...", flush=True)
+            subprocess.run([str(python), "-m", "pip", "install", "-q", "gunicorn",
+                            "matplotlib", "setuptools>=70.1", *dependencies],
+                           check=True, timeout=600)
+        os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
+    install_prefork()
+
+
+def install_prefork() -> None:
+    """Install this tree's prefork into bench/.venv as a user would: not editable, compiled.
+
+    An editable install imports prefork from the tree's source files, and where
+    ``PYTHONDONTWRITEBYTECODE`` is set (it is in some containers and CI images) nothing
+    writes their ``__pycache__``: every master the bench launches would compile prefork
+    from source first, some 20 ms of a boot that a user, running an installed prefork
+    whose bytecode pip compiled at install, never pays. So every run reinstalls the
+    current tree (``--force-reinstall``: the version number does not change between two
+    edits), from a copy so that the build leaves nothing in the tree, and checks that
+    the bytecode is there, compiling it if pip did not. Dependencies come from the first
+    run (``--no-deps``), and the build uses the venv's setuptools (no download).
+    """
+    print("installing this tree's prefork into bench/.venv (not editable) ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="prefork-bench-") as tmp:
+        source = Path(tmp) / "prefork"
+        source.mkdir()
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(ROOT / name, source / name)
+        shutil.copytree(ROOT / "src", source / "src",
+                        ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                        "--force-reinstall", "--no-build-isolation", str(source)],
+                       check=True, timeout=600)
+    package = Path(sysconfig.get_paths()["purelib"]) / "prefork"
+    if not (package / "__init__.py").exists():
+        raise SystemExit(f"prefork was not installed into {package}")
+    sources = sorted(package.rglob("*.py"))
+    tag = sys.implementation.cache_tag
+    if not all((s.parent / "__pycache__" / f"{s.stem}.{tag}.pyc").exists() for s in sources):
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True,
+                       timeout=300)
+    missing = [s for s in sources
+               if not (s.parent / "__pycache__" / f"{s.stem}.{tag}.pyc").exists()]
+    if missing:
+        raise SystemExit(f"no bytecode for {missing[0]} after compileall")
+    found = subprocess.run([sys.executable, "-c", "import prefork; print(prefork.__file__)"],
+                           capture_output=True, text=True, check=True, timeout=120).stdout
+    if not Path(found.strip()).resolve().is_relative_to(package.resolve()):
+        raise SystemExit(f"bench/.venv imports prefork from {found.strip()}, not {package}")
 
 
 # processes ----------------------------------------------------------------------------------
@@ -593,7 +649,8 @@ def write_docs(sections: list[tuple[str, list[Row]]], info: dict[str, str],
            "## Machine", "",
            *(f"- {key}: {value}" for key, value in info.items()), "",
            "## How to reproduce", "", "```sh", command, "```", "",
-           "The first run makes `bench/.venv` (gunicorn, matplotlib, prefork editable). "
+           "The first run makes `bench/.venv` (gunicorn, matplotlib); every run installs "
+           "this tree's prefork into it, not editable, with its bytecode compiled. "
            "`python bench/run.py --help` lists the flags; `--quick` takes 1-2 minutes. "
            "Raw samples are in `bench/results/latest.json`.", "",
            "Each cell is the median (min-max) over the repetitions; the ratio is paired "

@@ -101,6 +101,8 @@ class Master:
         )
         self.logger = self.settings.logger
         _quiet_transitions()
+        self._options: WorkerOptions | None = None
+        self._options_of: Settings | None = None  # the settings _options were made from
         self._loop: PosixLoop | None = None
         self._mode: str | None = None  # "run" or "api", fixed by the first call
         self.exit_code: int | None = None
@@ -210,6 +212,7 @@ class Master:
             pool = pool.with_options(groups=tuple(
                 type(group)(group.name, 0) for group in pool.groups
             ))
+        self._worker_options()  # made here, before any fork, rather than in each worker
         return PosixLoop(
             Supervisor(pool),
             self._worker_main,
@@ -225,18 +228,30 @@ class Master:
         )
 
     def _worker_main(self, spec: WorkerSpec) -> int:
+        return run_worker(spec, self._worker_options())
+
+    def _worker_options(self) -> WorkerOptions:
+        """What the workers run with, made once per ``settings``.
+
+        The master makes them before it forks (and again when a reload changed the
+        settings), so a new worker finds them made: made in the worker, they would cost
+        it the pages that making them writes, each one copied from the master.
+        """
         settings = self.settings
-        return run_worker(spec, WorkerOptions(
-            job=settings.job,
-            logger=settings.logger,
-            strategy=settings.strategy,
-            max_performs=settings.pool.max_performs,
-            stamp_performs=settings.pool.timeout is not None,
-            name=settings.pool.name,
-            log_file=settings.log_file,
-            after_fork=settings.hooks.after_fork,
-            before_exit=settings.hooks.before_exit,
-        ))
+        if self._options is None or self._options_of is not settings:
+            self._options = WorkerOptions(
+                job=settings.job,
+                logger=settings.logger,
+                strategy=settings.strategy,
+                max_performs=settings.pool.max_performs,
+                stamp_performs=settings.pool.timeout is not None,
+                name=settings.pool.name,
+                log_file=settings.log_file,
+                after_fork=settings.hooks.after_fork,
+                before_exit=settings.hooks.before_exit,
+            )
+            self._options_of = settings
+        return self._options
 
     def _reopen_logs(self) -> None:
         if self.settings.log_file:
@@ -255,6 +270,7 @@ class Master:
             self.logger.error(f"config file not reloaded, keeping the old config: {error}")
             return Signal(Sig.HUP, at=at)
         self.settings = settings
+        self._worker_options()
         if self._loop is not None:
             self._loop.scan_every = pool.timeout
         self.logger.info(f"config file {settings.config_file} reloaded")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 
 import pytest
 
-from prefork.config import build_settings, import_job, load_file
+from prefork.config import Hooks, Settings, build_settings, import_job, load_file
 from prefork.core.errors import ConfigError
 from prefork.job import Job, WorkerContext, job_spec
 
@@ -116,3 +118,22 @@ def test_config_files_take_kebab_or_snake_case_and_refuse_the_unknown(tmp_path) 
     broken.write_text("workers = [\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_file(str(broken))
+
+
+def test_settings_and_hooks_are_immutable_and_the_logger_defaults_late() -> None:
+    settings = build_settings(perform, workers=2)
+    with pytest.raises(AttributeError):
+        settings.strategy = "forking"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        settings.hooks.after_fork = print  # type: ignore[misc]
+    assert settings == build_settings(perform, workers=2)
+    bare = Settings(settings.job, settings.pool)
+    assert bare.logger is logging.getLogger("prefork"), "omitted: the prefork logger"
+    assert bare.hooks == Hooks() and bare.strategy == "simple" and bare.pidfile is None
+    assert Settings(settings.job, settings.pool, logger=None).logger is None, "given: kept"
+
+
+def test_importing_prefork_leaves_the_toml_parser_to_config_files() -> None:
+    """tomllib is imported by load_file, not by ``import prefork`` (3 ms of every boot)."""
+    code = "import sys, prefork; sys.exit('tomllib' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

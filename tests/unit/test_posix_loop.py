@@ -10,7 +10,7 @@ import time
 import pytest
 
 from prefork.core.config import PoolConfig
-from prefork.core.events import ChildExited, Event, StartWorker, StopAll
+from prefork.core.events import ChildExited, Event, Forked, StartWorker, StopAll
 from prefork.core.master import Supervisor
 from prefork.core.worker import WorkerState
 from prefork.posix.loop import PosixLoop, WorkerSpec
@@ -127,4 +127,46 @@ def test_signals_are_never_sent_to_a_pid_that_is_not_a_live_worker(caplog) -> No
         loop._carry_out(Kill(os.getpid(), Sig.KILL))
     assert "not a live worker" in caplog.text
     loop.feed(StopAll())
+    loop.close()
+
+
+class RaisingAfterSpawn(Recording):
+    """A supervisor whose StartWorker effects end with one the adapter cannot carry out."""
+
+    def handle(self, event):  # type: ignore[no-untyped-def]
+        effects = super().handle(event)
+        return [*effects, "not an effect"] if isinstance(event, StartWorker) else effects
+
+
+def test_a_fork_is_recorded_even_when_a_later_effect_of_its_event_raises() -> None:
+    """The parent's share of a fork waits for the end of the event, but never goes missing."""
+    config = PoolConfig.of(workers=0, setup_timeout=None, graceful_timeout=5)
+    loop = PosixLoop(RaisingAfterSpawn(config), ready_then_wait_for_quit,
+                     logging.getLogger("test"), handle_signals=False, set_titles=False)
+    LOOPS.append(loop)
+    loop.boot()
+    with pytest.raises(TypeError, match="cannot carry out"):
+        loop.feed(StartWorker())
+    [pid] = loop.forked
+    assert pid in loop.workers and pid in loop.children.live
+    if loop.children.use_pidfd:
+        assert loop.children.live[pid].pidfd is not None
+    assert os.getpgid(pid) == pid, "it leads its own process group"
+
+
+def test_the_forks_of_one_event_are_answered_in_order_before_anything_else() -> None:
+    config = PoolConfig.of(workers=3, setup_timeout=None, graceful_timeout=5)
+    loop = PosixLoop(Recording(config), ready_then_wait_for_quit, logging.getLogger("test"),
+                     handle_signals=False, set_titles=False)
+    LOOPS.append(loop)
+    loop.boot()
+    assert len(loop.forked) == 3
+    after_boot = loop.supervisor.seen[1:4]
+    assert [type(e) for e in after_boot] == [Forked] * 3
+    assert [e.pid for e in after_boot] == loop.forked
+    assert [e.slot for e in after_boot] == [0, 1, 2]
+    assert set(loop.workers) == set(loop.forked) == set(loop.children.live)
+    loop.feed(StopAll())
+    loop.wait_until(lambda: False)
+    assert loop.exit_code == 0
     loop.close()

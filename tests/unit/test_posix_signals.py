@@ -36,3 +36,32 @@ def test_each_delivery_is_recorded_in_order_and_handlers_are_restored() -> None:
         wakeup.restore()
         wakeup.close()
     assert signal.getsignal(signal.SIGUSR1) == before
+
+
+def test_a_new_child_gets_default_handlers_no_wakeup_fd_and_no_pipe() -> None:
+    wakeup = SignalWakeup((Sig.USR1, Sig.USR2))
+    wakeup.install()
+    try:
+        read_fd = wakeup.read_fd
+        pid = os.fork()
+        if pid == 0:  # checked in the child, which says how it went in its exit code
+            code = 1
+            try:
+                wakeup.reset_in_child()
+                closed = True
+                try:
+                    os.fstat(read_fd)
+                    closed = False
+                except OSError:
+                    pass
+                ok = (signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
+                      and signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL
+                      and signal.set_wakeup_fd(-1) == -1 and closed)
+                code = 0 if ok else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        wakeup.restore()
+        wakeup.close()

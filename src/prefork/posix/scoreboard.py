@@ -31,7 +31,7 @@ that never goes down.
 from __future__ import annotations
 
 import mmap
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from prefork.core.worker import WorkerState
 
@@ -48,9 +48,13 @@ STATE_NAMES: dict[int, WorkerState] = {
 }
 
 
-@dataclass(frozen=True)
-class Reading:
-    """One look at a slot."""
+class Reading(NamedTuple):
+    """One look at a slot (immutable).
+
+    A ``NamedTuple`` rather than a frozen dataclass: its class costs ~0.15 ms to make at
+    import where a frozen dataclass's costs ~1 ms (Python 3.11), and each reading (one
+    per worker per scan) is a plain tuple to make and compare.
+    """
 
     state: int
     heartbeat_at: float
@@ -108,8 +112,7 @@ class Scoreboard:
             self._segments.append(_Segment(self._segment_slots))
             self._free = list(range(base + self._segment_slots - 1, base - 1, -1))
         index = self._free.pop()
-        self._write(index, FRESH_READING.state, FRESH_READING.heartbeat_at,
-                    FRESH_READING.performs)
+        self._write(index, *FRESH_READING)
         return index
 
     def release(self, index: int) -> None:

@@ -14,13 +14,26 @@ and no work ever happens inside a handler.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import FrameType
+from typing import Any
 
 from prefork.core.signals import Sig
+
+# The C functions under signal.signal and signal.pthread_sigmask: the public ones turn
+# every number they return (the old handler, the old mask) into an enum member, a lookup
+# that raises and catches a ValueError when the old handler is a function. The adapter
+# calls them between two forks and in every new child, where each page they touch is a
+# page copied, and it only ever needs the numbers.
+try:
+    import _signal as _c_signal  # type: ignore[import-not-found,unused-ignore]
+except ImportError:  # pragma: no cover - an interpreter without CPython's _signal
+    _c_signal = signal
+raw_signal: Callable[[int, Any], Any] = _c_signal.signal
+raw_pthread_sigmask: Callable[[int, Iterable[int]], set[int]] = _c_signal.pthread_sigmask
+RAW_SIG_DFL: int = _c_signal.SIG_DFL  # the plain int, which raw_signal wants
 
 # the signals the master handles (DESIGN.md, "Signals")
 MASTER_SIGNALS: tuple[Sig, ...] = (
@@ -114,12 +127,16 @@ class SignalWakeup:
         """In a freshly forked worker: default handlers, no wakeup fd, no pipe."""
         signal.set_wakeup_fd(-1)
         for sig in self.signals:
-            signal.signal(signum(sig), signal.SIG_DFL)
+            raw_signal(_TO_SIGNUM[sig], RAW_SIG_DFL)
         self._previous_handlers.clear()
         self.close()
 
     def close(self) -> None:
+        # try rather than contextlib.suppress: this runs in every new worker, where each
+        # object made is a page copied
         for fd in (self.read_fd, self.write_fd):
-            with contextlib.suppress(OSError):
+            try:  # noqa: SIM105
                 os.close(fd)
+            except OSError:
+                pass
         self.read_fd = self.write_fd = -1
