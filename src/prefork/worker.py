@@ -47,7 +47,9 @@ an exception is logged with its traceback and the worker exits 1, to be replaced
 kills only that child and is logged with its exit status. The worker just blocks in
 ``waitpid``; its signal handlers pass TERM, QUIT and ABRT on to the child (so a TERM
 stops the perform, a QUIT turns the child's ``stopping`` True, and a timeout's ABRT
-dumps the stack of the code that actually hung).
+dumps the stack of the code that actually hung). As with ``simple``, the start is
+stamped only when ``timeout`` is set. What a perform costs here is mostly pages copied,
+not instructions: see ``_forking_loop``.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ import itertools
 import os
 import select
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -150,6 +153,8 @@ class WorkerProcess:
             spec.slot, spec.group, self.pid, self.flags, self.slot.heartbeat
         )
         self.wake_r = self.wake_w = -1
+        # what a perform's child calls to arm the ABRT dump (_install_handlers finds better)
+        self._arm_child_dump: Callable[[], object] = rearm_stack_dumps
         self._lifeline: int | None = spec.lifeline_fd
         self._orphan_logged = False
 
@@ -249,8 +254,13 @@ class WorkerProcess:
             signal.signal(signal.SIGTERM, self._on_term)
             signal.signal(signal.SIGINT, self._on_term)
             arm_stack_dumps()  # for a crash of the worker itself (SIGSEGV...)
-            # ABRT is for the perform's child, which re-arms the dump for itself; the
-            # worker only passes it on
+            # ABRT is for the perform's child, which arms the dump for itself; the worker
+            # only passes it on. The child arms it by putting back faulthandler's ABRT
+            # disposition, as it is here: one system call instead of rearm_stack_dumps's
+            # ten (ABRT is still blocked, and no thread runs yet, so none can come between)
+            restore = process.signal_disposition_call(signal.SIGABRT)
+            if restore is not None:
+                self._arm_child_dump = restore
             signal.signal(signal.SIGABRT, self._on_abort)
         else:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -410,69 +420,116 @@ class WorkerProcess:
     # the forking strategy ----------------------------------------------------------------
 
     def _forking_loop(self, perform: Callable[[], object]) -> None:
-        flags = self.flags
-        slot = self.slot
-        clock = time.monotonic
-        limit = self.options.max_performs
-        done = 0
-        while limit is None or done < limit:
-            if flags.pending and self._attend():
-                return
-            slot.state[0] = PERFORMING
-            slot.heartbeat[0] = clock()
-            pid, status = self._perform_in_child(perform)
-            done += 1
-            slot.performs[0] = done
-            slot.state[0] = IDLE
-            if status != 0:
-                how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
-                self.logger.error(f"{self.label}: perform in pid={pid} failed ({how})")
-
-    def _perform_in_child(self, perform: Callable[[], object]) -> tuple[int, int]:
-        """Fork, let the child perform, wait for it: (its pid, its exit status).
+        """Fork per perform, let the child perform, wait for it; until stopped or done.
 
         The worker blocks in ``waitpid`` and nothing else: signals interrupt it, their
         handlers pass QUIT, ABRT and TERM on to the child (``self.child``), and the wait
         goes on (PEP 475). The master's death arrives as the parent-death signal, or
-        from the lifeline thread where there is none. Doing little here matters: what
-        the worker touches while the child lives is copied page by page.
-        """
-        gc.freeze()  # as in PosixLoop._spawn: fewer pages copied in the child
-        pid = os.fork()
-        if pid == 0:
-            self._be_perform_child(perform)
-        gc.unfreeze()
-        self.child = pid
-        try:
-            if self.flags.stop:  # QUIT came between fork() and the line above
-                self._pass_on(signal.SIGQUIT)
-            _, status = os.waitpid(pid, 0)
-        finally:
-            self.child = None
-        return pid, exit_status(status)
+        from the lifeline thread where there is none.
 
-    def _be_perform_child(self, perform: Callable[[], object]) -> None:
-        """In the perform's own process: one perform, then ``os._exit``.
+        What a perform costs beyond a bare fork/_exit/waitpid is mostly pages: each fork
+        write-protects every private page of the worker again, and the first write to
+        one, by the worker or by the child, copies it (a Python object is written as
+        soon as it is used: its reference count); and the child maps afresh the code of
+        every library it enters. So everything either side needs is bound to locals
+        beforehand; the worker touches the same few objects each time (a ``range``
+        counts, as in the bare loop), decodes the exit status only when it is not 0,
+        and stamps the start only when ``timeout`` is set (nothing else reads it), as in
+        the simple loop. The collector is frozen once for the whole loop, not around
+        each fork: the children's collections never walk (and so never write to) what
+        the worker held when the loop began, and the worker pays nothing per perform.
 
-        As little as possible happens here: every object this process touches is a page
-        the kernel copies (copy-on-write), and that is most of what a fork costs beyond
-        the bare minimum. The worker's handlers are inherited and do the right thing in
-        the child: TERM re-raises with the default action (there is no grandchild to pass
-        it to), QUIT sets ``stopping``; a signal's byte in the worker's self-pipe only
-        wakes the worker for nothing.
+        The child's code is written out in the loop, not in a function: a call there
+        costs more pages than the rest (the function, its cells, its code object, its
+        call site), and so would calls to Python helpers around C functions; the child
+        makes no object on the way that succeeds (plain ``try``). The worker's handlers
+        are inherited and do the right thing in the child: TERM re-raises with the
+        default action (there is no grandchild to pass it to), QUIT sets ``stopping``; a
+        signal's byte in the worker's self-pipe only wakes the worker for nothing. Per
+        perform the child:
+
+        - asks for KILL at the worker's death (a KILLed worker must not leave its
+          perform running), then checks that the worker did not die before it asked;
+        - arms the stack dump for ABRT: the worker's ABRT disposition is a Python
+          handler that passes it on, and the child inherits that, not faulthandler's.
+          It puts back faulthandler's, as ``_install_handlers`` saw it (faulthandler's
+          own state, armed, comes with the fork); where that could not be saved, or the
+          job turned faulthandler off, it calls ``rearm_stack_dumps`` (``disable`` puts
+          back the dispositions from before ``arm_stack_dumps``, ``enable`` installs
+          faulthandler's over them). Either way, an ABRT then dumps the child's stack
+          and ends it with SIGABRT (faulthandler re-raises it with the disposition from
+          before it was armed), which the worker logs; the next child arms its own;
+        - performs;
+        - flushes Python's buffers of stdout and stderr, which ``os._exit`` would drop,
+          as ``process.flush_std_streams`` does (written out, for the reasons above).
         """
-        code = EXIT_OK
+        flags = self.flags
+        state = self.slot.state
+        count = self.slot.performs
+        heartbeat = self.slot.heartbeat
+        clock = time.monotonic
+        fork = os.fork
+        wait = os.waitpid
+        limit = self.options.max_performs
+        stamp = self.options.stamp_performs
+        numbers = itertools.count(1) if limit is None else range(1, limit + 1)
+        # for the child
+        ask_for_kill = process.parent_death_signal_call(signal.SIGKILL)
+        getppid = os.getppid
+        worker_pid = self.pid
+        arm_dump = self._arm_child_dump if faulthandler.is_enabled() else rearm_stack_dumps
+        exit_now = os._exit
+        ok, failed = EXIT_OK, EXIT_FAILED
+        gc.freeze()
         try:
-            process.set_parent_death_signal(signal.SIGKILL)  # the worker KILLed: go too
-            if os.getppid() != self.pid:  # it died before we asked (TERM right after fork)
-                os._exit(EXIT_FAILED)
-            rearm_stack_dumps()  # ABRT: this process's stack, then the inherited handler
-            perform()
-        except BaseException:
-            code = EXIT_FAILED
-            with contextlib.suppress(Exception):
-                log_exception(self.logger,
-                              f"{self.label}: perform in pid={os.getpid()} raised")
+            for done in numbers:
+                if flags.pending and self._attend():
+                    return
+                state[0] = PERFORMING
+                if stamp:
+                    heartbeat[0] = clock()
+                pid = fork()
+                if pid == 0:  # the perform's own process, to os._exit -------------------
+                    code = failed
+                    try:
+                        ask_for_kill()
+                        if getppid() != worker_pid:  # it died before we asked
+                            exit_now(failed)
+                        arm_dump()
+                        perform()
+                        code = ok
+                    except BaseException:
+                        self._perform_raised()
+                    finally:
+                        try:  # noqa: SIM105
+                            sys.stdout.flush()
+                        except Exception:  # closed, None or broken: nothing to save
+                            pass
+                        try:  # noqa: SIM105
+                            sys.stderr.flush()
+                        except Exception:
+                            pass
+                        exit_now(code)
+                self.child = pid
+                try:
+                    if flags.stop:  # QUIT came between fork() and the line above
+                        self._pass_on(signal.SIGQUIT)
+                    _, status = wait(pid, 0)
+                finally:
+                    self.child = None
+                count[0] = done
+                state[0] = IDLE
+                if status:
+                    self._perform_failed(pid, exit_status(status))
         finally:
-            process.flush_std_streams()
-            os._exit(code)
+            gc.unfreeze()
+
+    def _perform_raised(self) -> None:
+        """In the perform's process: log the exception (the exit status says failed)."""
+        with contextlib.suppress(Exception):
+            log_exception(self.logger, f"{self.label}: perform in pid={os.getpid()} raised")
+
+    def _perform_failed(self, pid: int, status: int) -> None:
+        """In the worker: a perform's process ended badly (exit status, or -signal)."""
+        how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+        self.logger.error(f"{self.label}: perform in pid={pid} failed ({how})")

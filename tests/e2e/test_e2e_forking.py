@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -77,5 +79,32 @@ def test_a_hung_forked_perform_dumps_its_stack_and_is_killed(prefork_run) -> Non
     pool.expect(rf"pid={worker} did not stop in time; KILL")
     pool.expect(rf"pid={worker} stopping -> dead")
     wait_for(lambda: not alive(int(child)), 2, "KILL to take the perform's process too")
+    pool.kill("TERM")
+    assert pool.wait() == 0
+
+
+def test_a_killed_worker_takes_its_perform_along(prefork_run) -> None:
+    pool = prefork_run("jobs:Sleepy", "--workers", "1", "--strategy", "forking",
+                       PERFORM_SECONDS="30")
+    [worker] = pool.workers_up(1)
+    [child] = wait_for(lambda: pool.marker_lines(f"starts.{worker}"), 5, "a perform")
+    child = int(child)
+    os.kill(worker, signal.SIGKILL)  # the worker alone, not its process group
+    wait_for(lambda: not alive(child), 5, "the perform's process to die with its worker")
+    pool.kill("TERM")
+    assert pool.wait() == 0
+
+
+def test_each_perform_process_dumps_its_own_stack_on_abrt(prefork_run) -> None:
+    pool = prefork_run("jobs:Hang", "--workers", "1", "--strategy", "forking")
+    [worker] = pool.workers_up(1)
+    for done in range(2):  # the second one checks the dump is armed again in a new child
+        [child, *_] = wait_for(lambda done=done: pool.marker_lines(f"starts.{worker}")[done:],
+                               5, "a perform")
+        os.kill(int(child), signal.SIGABRT)
+        pool.expect(r"Fatal Python error: Aborted")
+        pool.expect(r'File ".*jobs\.py", line \d+ in hang_here')
+        pool.expect(rf"pid={worker}: perform in pid={child} failed \(killed by signal 6\)")
+    assert alive(worker), "the worker outlives its performs"
     pool.kill("TERM")
     assert pool.wait() == 0
