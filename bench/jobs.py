@@ -184,6 +184,38 @@ def bare_fork(count: int) -> None:
     os.waitpid(pid, 0)
 
 
+def floor_boot(count: int) -> None:
+    """Boot's floor: the interpreter, ``import transitions`` (prefork's one dependency, which
+    its core is built on) and ``count`` bare forks, each child reporting ready at once.
+
+    No pool manager in Python that uses ``transitions`` can boot faster than this; it is
+    measured in the same run as prefork's boot, to show how much of the boot is prefork's.
+    On TERM it KILLs its children and reaps them.
+    """
+    import transitions  # noqa: F401  (the import every prefork master pays)
+
+    children: list[int] = []
+
+    def stop(signo: int, frame: object) -> None:
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+        for pid in children:
+            os.waitpid(pid, 0)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            report("ready")
+            while True:
+                signal.pause()
+        children.append(pid)
+    while True:
+        signal.pause()
+
+
 def pool_drain(workers: int, items: int) -> None:
     """The queue baseline: multiprocessing.Pool(N).map with map's own chunksize."""
     import multiprocessing
@@ -209,6 +241,8 @@ def main(argv: list[str]) -> int:
         bare_loop(int(argv[1]))
     elif what == "bare-fork":
         bare_fork(int(argv[1]))
+    elif what == "floor-boot":
+        floor_boot(int(argv[1]))
     elif what == "pool":
         pool_drain(int(argv[1]), int(argv[2]))
     else:
