@@ -439,3 +439,106 @@ def test_a_stopped_worker_that_performed_does_not_wipe_a_later_backoff() -> None
     effects = core.handle(ChildExited(pid, -6, performs=1))
     assert not [e for e in effects if isinstance(e, Spawn)]
     assert Spawn("default", 0) in core.handle(Tick(1.125))
+
+
+# the bookkeeping behind the rules: what a recount alone cannot tell ---------------------
+
+
+def test_a_tick_before_a_deadline_leaves_the_worker_alone() -> None:
+    driver = booted(workers=1, setup_timeout=5)
+    assert driver.send(Tick(now=3.0)) == []
+    assert driver.pids("spawning")
+
+
+def test_deadlines_that_pass_in_one_tick_fire_in_spawn_order() -> None:
+    driver = booted(workers=3, setup_timeout=None, timeout=5)
+    first, second, third = driver.pids()
+    driver.send(Observed(third, PERFORMING, heartbeat_at=0.5, at=1.0))
+    driver.send(Observed(first, PERFORMING, heartbeat_at=1.0, at=1.0))
+    driver.send(Observed(second, PERFORMING, heartbeat_at=9.0, at=1.0))
+    effects = driver.send(Tick(now=7.0))
+    aborts = [e.pid for e in effects if isinstance(e, Kill) and e.signo is Sig.ABRT]
+    assert aborts == [first, third]
+
+
+def test_slots_due_at_once_are_refilled_in_group_order_then_slot_order() -> None:
+    # "b" comes first in the config: its slot is spawned first, though its back-off ends
+    # later and "a" sorts first by name
+    driver = booted(groups={"b": 2, "a": 1}, restart_backoff=1, restart_backoff_max=10)
+    for at in (1.0, 2.0):  # two crashes in a row each: a back-off of 1 s
+        for group, slot in (("a", 0), ("b", 1)):
+            [pid] = [w.pid for w in driver.core.active_workers(group) if w.slot == slot]
+            driver.send(ChildExited(pid, 1, at=at + (0.5 if group == "b" else 0.0)))
+    assert driver.core.next_deadline() == 3.0  # a.0's back-off ends first
+    assert not driver.core.active_workers("a")
+    effects = driver.send(Tick(now=4.0))  # the tick comes late: both are due
+    assert [e for e in effects if isinstance(e, Spawn)] == [Spawn("b", 1), Spawn("a", 0)]
+
+
+def test_the_wake_up_comes_when_a_back_off_ends() -> None:
+    driver = booted(workers=1, restart_backoff=2)
+    for at in (1.0, 1.5):
+        (pid,) = driver.pids()
+        driver.send(ChildExited(pid, 1, at=at))
+    assert driver.effects[-1] == WakeAt(3.5)
+    assert not driver.pids()
+    assert [e for e in driver.send(Tick(now=3.5)) if isinstance(e, Spawn)] == [
+        Spawn("default", 0)]
+
+
+def test_a_due_slot_held_back_by_the_crash_limit_asks_for_no_wake_up() -> None:
+    # the first of two forks fails and exceeds max_restarts=0; giving up waits for the
+    # second answer, and the failed slot, due at once, is not spawned meanwhile
+    core = Supervisor(PoolConfig.of(workers=2, max_restarts=0, setup_timeout=None))
+    core.handle(Boot(at=0.0))
+    effects = core.handle(ForkFailed("default", 0, "EAGAIN", at=1.0))
+    assert not [e for e in effects if isinstance(e, Spawn | WakeAt)]
+    assert core.bookkeeping_errors() == []
+    effects = core.handle(Forked("default", 1, 100, at=1.0))
+    assert core.state is MasterState.TERMINATING
+    assert Kill(100, Sig.TERM) in effects
+
+
+def test_the_bookkeeping_check_finds_each_kind_of_drift() -> None:
+    # the tests trust bookkeeping_errors() after every event: it must see every drift
+    def drifted(spoil) -> list[str]:
+        driver = booted(groups={"a": 2}, setup_timeout=5)
+        spoil(driver.core)
+        return driver.core.bookkeeping_errors()
+
+    assert drifted(lambda core: None) == []
+    assert drifted(lambda core: core._active.popitem()) == [
+        "live slots [('a', 0)] != [('a', 0), ('a', 1)]"]
+    assert drifted(lambda core: core._vacant.update({("a", 7): 0.0})) == [
+        "vacant slots [('a', 7)] != []"]
+    assert drifted(lambda core: core._unforked.update({("a", 0): core.workers[0]})) == [
+        "unforked [('a', 0)] != []"]
+    assert drifted(lambda core: setattr(core, "_old_workers", 1)) == [
+        "1 old workers counted, 0 found"]
+    assert drifted(lambda core: core._deadline_heap.clear()) == [
+        "the deadline heap lost the earliest worker deadline"]
+    assert drifted(lambda core: setattr(core.workers[1], "slot", 0)) == [
+        "two live workers share a slot",
+        "live slots [('a', 0), ('a', 1)] != [('a', 0)]",
+        "vacant slots [] != [('a', 1)]"]
+
+    driver = booted(workers=1, restart_backoff=2)  # a slot vacant until its back-off ends
+    for at in (1.0, 1.5):
+        (pid,) = driver.pids()
+        driver.send(ChildExited(pid, 1, at=at))
+    assert driver.core.bookkeeping_errors() == []
+    driver.core._vacant[("default", 0)] = 9.0
+    assert driver.core.bookkeeping_errors() == [
+        "slot ('default', 0) refills at 9.0, its history says otherwise"]
+
+
+def test_the_deadline_heap_stays_small_when_deadlines_move_back() -> None:
+    # stale entries leave the heap when they reach its top; deadlines that keep moving
+    # earlier leave them below it, so the heap is rebuilt once it is mostly stale
+    driver = booted(workers=1, setup_timeout=None, timeout=1000)
+    (pid,) = driver.pids()
+    for step in range(500):
+        driver.send(Observed(pid, PERFORMING, heartbeat_at=500.0 - step, performs=step,
+                             at=1.0))
+    assert len(driver.core._deadline_heap) <= 4 * 1 + 64 + 1
+    assert driver.core.next_deadline() == 1001.0
