@@ -43,12 +43,17 @@ def test_a_failing_perform_kills_only_its_child(prefork_run) -> None:
     assert pool.wait() == 0
 
 
-def test_term_reaches_the_perform_child(prefork_run) -> None:
+def one_long_forked_perform(prefork_run):
+    """A pool of one forking worker in a 30 s perform: (pool, worker pid, child pid)."""
     pool = prefork_run("jobs:Sleepy", "--workers", "1", "--strategy", "forking",
                        PERFORM_SECONDS="30")
     [worker] = pool.workers_up(1)
     [child] = wait_for(lambda: pool.marker_lines(f"starts.{worker}"), 5, "a perform")
-    child = int(child)
+    return pool, worker, int(child)
+
+
+def test_term_reaches_the_perform_child(prefork_run) -> None:
+    pool, worker, child = one_long_forked_perform(prefork_run)
     assert alive(child)
     started = time.monotonic()
     pool.kill("TERM")
@@ -84,11 +89,7 @@ def test_a_hung_forked_perform_dumps_its_stack_and_is_killed(prefork_run) -> Non
 
 
 def test_a_killed_worker_takes_its_perform_along(prefork_run) -> None:
-    pool = prefork_run("jobs:Sleepy", "--workers", "1", "--strategy", "forking",
-                       PERFORM_SECONDS="30")
-    [worker] = pool.workers_up(1)
-    [child] = wait_for(lambda: pool.marker_lines(f"starts.{worker}"), 5, "a perform")
-    child = int(child)
+    pool, worker, child = one_long_forked_perform(prefork_run)
     os.kill(worker, signal.SIGKILL)  # the worker alone, not its process group
     wait_for(lambda: not alive(child), 5, "the perform's process to die with its worker")
     pool.kill("TERM")
