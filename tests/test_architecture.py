@@ -148,7 +148,7 @@ def test_the_core_imports_no_io_and_nothing_outside_core() -> None:
         ("import random", "imports random"),
         ("def f():\n    import subprocess", "imports subprocess"),
         ("from prefork import posix", "imports prefork.posix, outside prefork.core"),
-        ("from prefork.master import Master", "imports from prefork.master, outside"),
+        ("from prefork.api import Master", "imports from prefork.api, outside"),
         ("from .. import cli", "imports from prefork, outside prefork.core"),
         ("from ..posix import adapter", "imports from prefork.posix, outside"),
         ("open('x')", "calls open()"),

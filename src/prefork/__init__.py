@@ -15,11 +15,11 @@ that takes events in and hands effects out; a POSIX adapter does the system call
 
 __version__ = "0.1.0"
 
-from prefork.core.config import GroupConfig, PoolConfig
+from prefork.api import Master
 from prefork.core.errors import ConfigError, CoreError
+from prefork.core.settings import GroupConfig, PoolConfig
 from prefork.core.signals import Sig
 from prefork.job import Job, WorkerContext
-from prefork.master import Master
 
 __all__ = [
     "ConfigError",

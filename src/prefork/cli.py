@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from prefork import __version__
-from prefork.config import LOGGER_NAME, STRATEGIES, import_job, load_file
 from prefork.core.errors import ConfigError
+from prefork.options import LOGGER_NAME, STRATEGIES, import_job, load_file
 
 PROG = "prefork"
 EXIT_OK = 0
@@ -174,7 +174,7 @@ def _usage(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """``prefork run``: build the master, run it, return its exit status."""
-    from prefork.master import Master  # not at import time: --version stays fast
+    from prefork.api import Master  # not at import time: --version stays fast
 
     options: dict[str, Any] = {}
     try:

@@ -115,7 +115,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
-from prefork.core.config import PoolConfig
 from prefork.core.effects import Effect, Exit, Kill, Log, ReopenLogs, SetTitle, Spawn, WakeAt
 from prefork.core.errors import CoreError
 from prefork.core.events import (
@@ -133,9 +132,10 @@ from prefork.core.events import (
     StopWorker,
     Tick,
 )
-from prefork.core.master import MasterState, Supervisor
+from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
-from prefork.core.worker import WorkerState
+from prefork.core.supervisor import MasterState, Supervisor
+from prefork.core.worker_machine import WorkerState
 
 __all__ = [
     "ABRT_STATUS",

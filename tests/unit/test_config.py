@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from prefork.config import Hooks, Settings, build_settings, import_job, load_file
 from prefork.core.errors import ConfigError
 from prefork.job import Job, WorkerContext, job_spec
+from prefork.options import Hooks, Settings, build_settings, import_job, load_file
 
 
 class Mailer(Job):

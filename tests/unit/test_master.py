@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from prefork.config import build_settings
+from prefork.api import Master
 from prefork.core.events import Reload, Signal
 from prefork.core.signals import Sig
-from prefork.master import Master
+from prefork.options import build_settings
 
 
 def perform() -> None:

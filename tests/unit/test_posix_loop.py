@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from prefork.core.config import PoolConfig
 from prefork.core.events import ChildExited, Event, Forked, StartWorker, StopAll
-from prefork.core.master import Supervisor
-from prefork.core.worker import WorkerState
-from prefork.posix.loop import PosixLoop, WorkerSpec
+from prefork.core.settings import PoolConfig
+from prefork.core.supervisor import Supervisor
+from prefork.core.worker_machine import WorkerState
+from prefork.posix.loop import Handoff, PosixLoop
 from prefork.posix.scoreboard import IDLE
 
 pytestmark = pytest.mark.timeout(20)
@@ -31,7 +31,7 @@ class Recording(Supervisor):
         return super().handle(event)
 
 
-def ready_then_wait_for_quit(spec: WorkerSpec) -> int:
+def ready_then_wait_for_quit(spec: Handoff) -> int:
     """A worker whose setup is instant: IDLE and notified at once, then QUIT ends it."""
     spec.board_slot.state[0] = IDLE
     os.write(spec.notify_fd, b"!")
@@ -41,7 +41,7 @@ def ready_then_wait_for_quit(spec: WorkerSpec) -> int:
     return 0
 
 
-def perform_three_then_exit(spec: WorkerSpec) -> int:
+def perform_three_then_exit(spec: Handoff) -> int:
     spec.board_slot.performs[0] = 3
     spec.board_slot.state[0] = IDLE
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from prefork.core.worker import WorkerState
+from prefork.core.worker_machine import WorkerState
 from prefork.posix.scoreboard import (
     FREE,
     FRESH_READING,

@@ -8,7 +8,7 @@ import signal
 import pytest
 
 from prefork.core.signals import Sig
-from prefork.posix.signals import SignalWakeup, sig_of, signum
+from prefork.posix.signal_pipe import SignalWakeup, sig_of, signum
 
 
 @pytest.mark.parametrize("sig", list(Sig))

@@ -7,21 +7,21 @@ import os
 
 import pytest
 
+from prefork.child.runtime import Runtime, RuntimeOptions
 from prefork.job import job_spec
-from prefork.posix.loop import WorkerSpec
+from prefork.posix.loop import Handoff
 from prefork.posix.scoreboard import IDLE, PERFORMING, SPAWNING, Scoreboard
-from prefork.worker import WorkerOptions, WorkerProcess
 
 pytestmark = pytest.mark.timeout(20)
 
 
-def make_worker(perform, **options) -> tuple[WorkerProcess, Scoreboard, int]:  # type: ignore[no-untyped-def]
+def make_worker(perform, **options) -> tuple[Runtime, Scoreboard, int]:  # type: ignore[no-untyped-def]
     board = Scoreboard()
     index = board.allocate()
     _notify_r, notify_w = os.pipe()
-    spec = WorkerSpec("default", 0, board.slot(index), notify_w, -1, os.getppid(), frozenset())
+    spec = Handoff("default", 0, board.slot(index), notify_w, -1, os.getppid(), frozenset())
     options.setdefault("logger", logging.getLogger("test.worker"))
-    worker = WorkerProcess(spec, WorkerOptions(job=job_spec(perform), **options))
+    worker = Runtime(spec, RuntimeOptions(job=job_spec(perform), **options))
     return worker, board, index
 
 

@@ -5,7 +5,6 @@ The master and worker machines are ``transitions`` tables in ``master.py`` and
 ``worker.py``; specs/ is their human-readable (and test-checked) twin.
 """
 
-from prefork.core.config import DEFAULT_GROUP, GroupConfig, PoolConfig
 from prefork.core.effects import (
     Effect,
     Exit,
@@ -32,7 +31,9 @@ from prefork.core.events import (
     StopWorker,
     Tick,
 )
-from prefork.core.master import (
+from prefork.core.settings import DEFAULT_GROUP, GroupConfig, PoolConfig
+from prefork.core.signals import Sig
+from prefork.core.supervisor import (
     MASTER_TRANSITIONS,
     MASTER_TRIGGERS,
     SIGNAL_TRIGGERS,
@@ -40,8 +41,7 @@ from prefork.core.master import (
     Supervisor,
     backoff_delay,
 )
-from prefork.core.signals import Sig
-from prefork.core.worker import WORKER_TRANSITIONS, WORKER_TRIGGERS, Worker, WorkerState
+from prefork.core.worker_machine import WORKER_TRANSITIONS, WORKER_TRIGGERS, Worker, WorkerState
 
 __all__ = [
     "DEFAULT_GROUP", "MASTER_TRANSITIONS", "MASTER_TRIGGERS", "SIGNAL_TRIGGERS",

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from prefork.core.signals import Sig
 
 if TYPE_CHECKING:
-    from prefork.core.config import PoolConfig
-    from prefork.core.worker import WorkerState
+    from prefork.core.settings import PoolConfig
+    from prefork.core.worker_machine import WorkerState
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,6 @@ core as an event.
 - ``process``: titles, parent-death signal, pid files, log files.
 """
 
-from prefork.posix.loop import PosixLoop, WorkerSpec
+from prefork.posix.loop import Handoff, PosixLoop
 
-__all__ = ["PosixLoop", "WorkerSpec"]
+__all__ = ["Handoff", "PosixLoop"]

@@ -51,16 +51,14 @@ class Child:
     ~0.3 ms to make at import, on every start of a master.
     """
 
-    __slots__ = ("data", "pid", "pidfd")
+    __slots__ = ("pid", "pidfd")
 
-    def __init__(self, pid: int, pidfd: int | None,
-                 data: dict[str, object] | None = None) -> None:
+    def __init__(self, pid: int, pidfd: int | None) -> None:
         self.pid = pid
         self.pidfd = pidfd
-        self.data: dict[str, object] = {} if data is None else data
 
     def __repr__(self) -> str:
-        return f"Child(pid={self.pid!r}, pidfd={self.pidfd!r}, data={self.data!r})"
+        return f"Child(pid={self.pid!r}, pidfd={self.pidfd!r})"
 
 
 class Children:
@@ -118,10 +116,6 @@ class Children:
         except OSError:  # ENOSYS on an old kernel: fall back for good
             self.use_pidfd = False
             return None
-
-    def pidfds(self) -> dict[int, int]:
-        """pidfd -> pid, for every live child that has one."""
-        return {child.pidfd: pid for pid, child in self.live.items() if child.pidfd is not None}
 
     def kill(self, pid: int, signo: int, *, group: bool = False) -> bool:
         """Send ``signo`` to child ``pid`` (and its process group); False if it is gone.

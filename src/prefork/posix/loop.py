@@ -68,12 +68,12 @@ from prefork.core.events import (
     Signal,
     Tick,
 )
-from prefork.core.master import Supervisor
 from prefork.core.signals import Sig
+from prefork.core.supervisor import Supervisor
 from prefork.posix import process
 from prefork.posix.children import Children
 from prefork.posix.scoreboard import FRESH_READING, Reading, Scoreboard, Slot
-from prefork.posix.signals import (
+from prefork.posix.signal_pipe import (
     MASTER_SIGNALS,
     SignalWakeup,
     drain,
@@ -90,7 +90,7 @@ CHILD_BLOCKED_SIGNALS = frozenset(
 _FALLBACK_POLL = 0.05
 
 
-class WorkerSpec(NamedTuple):
+class Handoff(NamedTuple):
     """What a freshly forked worker gets from the master (immutable).
 
     A ``NamedTuple`` rather than a frozen dataclass: as immutable, its class costs
@@ -141,7 +141,7 @@ class PosixLoop:
     def __init__(
         self,
         supervisor: Supervisor,
-        worker_main: Callable[[WorkerSpec], int],
+        worker_main: Callable[[Handoff], int],
         logger: Any,
         *,
         handle_signals: bool = True,
@@ -394,7 +394,7 @@ class PosixLoop:
                 os.close(fd)
             except OSError:
                 pass
-        spec = WorkerSpec(
+        spec = Handoff(
             group=effect.group,
             slot=effect.slot,
             board_slot=self.board.slot(index),

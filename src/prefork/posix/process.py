@@ -22,7 +22,6 @@ except ImportError:  # pragma: no cover - depends on the environment
     _setproctitle = None
 
 PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
 
 
 def set_title(text: str) -> None:
@@ -115,11 +114,6 @@ def signal_disposition_call(signo: int) -> Callable[[], int] | None:
         return None
     # byref() keeps ``saved`` alive, and the partial keeps the byref
     return functools.partial(_SIGACTION, signo, ctypes.byref(saved), None)
-
-
-def set_child_subreaper() -> bool:
-    """Become the reaper of orphaned descendants (Linux only; tests use it)."""
-    return _PRCTL is not None and _PRCTL(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
 def write_pidfile(path: str, pid: int) -> None:

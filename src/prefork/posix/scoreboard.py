@@ -33,7 +33,7 @@ from __future__ import annotations
 import mmap
 from typing import NamedTuple
 
-from prefork.core.worker import WorkerState
+from prefork.core.worker_machine import WorkerState
 
 SLOT_SIZE = 32
 SEGMENT_SLOTS = 256

@@ -38,7 +38,7 @@ from prefork.core.effects import Kill, Log
 from prefork.core.signals import Sig
 
 if TYPE_CHECKING:
-    from prefork.core.master import Supervisor
+    from prefork.core.supervisor import Supervisor
 
 
 class WorkerState(StrEnum):
@@ -55,8 +55,8 @@ class WorkerState(StrEnum):
 
 
 S = WorkerState
-LIVE = [S.SPAWNING, S.IDLE, S.PERFORMING]
-ALIVE = [*LIVE, S.STOPPING]
+ACTIVE = [S.SPAWNING, S.IDLE, S.PERFORMING]
+UNREAPED = [*ACTIVE, S.STOPPING]
 
 # Rows grouped by trigger then source, as specs/worker.md lists them.
 WORKER_TRANSITIONS: list[dict[str, Any]] = [
@@ -77,20 +77,20 @@ WORKER_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "reported_performing", "source": S.STOPPING, "dest": None,
      "after": "record_count"},
     # the master's decisions
-    {"trigger": "stop_requested", "source": LIVE, "dest": S.STOPPING, "after": "send_quit"},
+    {"trigger": "stop_requested", "source": ACTIVE, "dest": S.STOPPING, "after": "send_quit"},
     {"trigger": "stop_requested", "source": S.STOPPING, "dest": None},
-    {"trigger": "terminate_requested", "source": LIVE, "dest": S.STOPPING, "after": "send_term"},
+    {"trigger": "terminate_requested", "source": ACTIVE, "dest": S.STOPPING, "after": "send_term"},
     {"trigger": "terminate_requested", "source": S.STOPPING, "dest": None,
      "conditions": "told_to_quit", "after": "overtake_with_term"},
     {"trigger": "terminate_requested", "source": S.STOPPING, "dest": None,
      "unless": "told_to_quit"},
-    {"trigger": "signal_forwarded", "source": ALIVE, "dest": None, "after": "forward_signal"},
+    {"trigger": "signal_forwarded", "source": UNREAPED, "dest": None, "after": "forward_signal"},
     # time
     {"trigger": "deadline_passed", "source": [S.SPAWNING, S.PERFORMING], "dest": S.STOPPING,
      "after": "send_abort"},
     {"trigger": "deadline_passed", "source": S.STOPPING, "dest": None, "after": "send_kill"},
     # the adapter reaped the pid
-    {"trigger": "exited", "source": ALIVE, "dest": S.DEAD},
+    {"trigger": "exited", "source": UNREAPED, "dest": S.DEAD},
 ]
 
 WORKER_TRIGGERS: tuple[str, ...] = tuple(
@@ -133,7 +133,7 @@ class Worker:
     @property
     def is_active(self) -> bool:
         """Counts towards its group's target: not told to stop, not dead."""
-        return self.state in LIVE
+        return self.state in ACTIVE
 
     # guards -------------------------------------------------------------------------
 

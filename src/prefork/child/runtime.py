@@ -73,18 +73,16 @@ from typing import Any
 from prefork.job import BoundJob, Flags, JobSpec, WorkerContext
 from prefork.posix import process
 from prefork.posix.children import exit_status
-from prefork.posix.loop import WorkerSpec
+from prefork.posix.loop import Handoff
 from prefork.posix.scoreboard import IDLE, PERFORMING
-from prefork.posix.signals import drain, nonblocking_pipe
-
-STRATEGIES = ("simple", "forking")
+from prefork.posix.signal_pipe import drain, nonblocking_pipe
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 
 
 @dataclass(frozen=True)
-class WorkerOptions:
+class RuntimeOptions:
     """Everything about the job and the pool a worker needs, fixed before forking."""
 
     job: JobSpec
@@ -98,9 +96,9 @@ class WorkerOptions:
     before_exit: Callable[[WorkerContext], Any] | None = None
 
 
-def run_worker(spec: WorkerSpec, options: WorkerOptions) -> int:
+def run_worker(spec: Handoff, options: RuntimeOptions) -> int:
     """The body of a worker process; returns its exit code."""
-    return WorkerProcess(spec, options).run()
+    return Runtime(spec, options).run()
 
 
 def arm_stack_dumps() -> None:
@@ -137,10 +135,10 @@ def log_exception(logger: Any, message: str) -> None:
         logger.error(f"{message}\n{traceback.format_exc()}")
 
 
-class WorkerProcess:
+class Runtime:
     """One worker process from fork to exit."""
 
-    def __init__(self, spec: WorkerSpec, options: WorkerOptions) -> None:
+    def __init__(self, spec: Handoff, options: RuntimeOptions) -> None:
         self.spec = spec
         self.options = options
         self.logger = options.logger

@@ -2,7 +2,7 @@
 
 ``PoolConfig`` holds only what the pure core decides with: groups and their sizes,
 timeouts, bounds and the restart policy. The user-facing options (job, strategy, logger,
-pidfile...) live in ``prefork.config`` and are turned into a ``PoolConfig`` there.
+pidfile...) live in ``prefork.options`` and are turned into a ``PoolConfig`` there.
 Every bad value raises ``ConfigError`` naming the option, at construction, so a running
 pool never meets one.
 """

@@ -99,10 +99,6 @@ class SignalWakeup:
         self._previous_handlers: dict[int, object] = {}
         self._previous_fd: int | None = None
 
-    @property
-    def fds(self) -> tuple[int, int]:
-        return self.read_fd, self.write_fd
-
     def install(self) -> None:
         self._previous_fd = signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
         for sig in self.signals:

@@ -49,11 +49,11 @@ from typing import Any, ClassVar
 from transitions import Machine, MachineError
 
 from prefork.core import events as ev
-from prefork.core.config import PoolConfig
 from prefork.core.effects import Effect, Exit, Log, ReopenLogs, SetTitle, Spawn, WakeAt
 from prefork.core.errors import CoreError
+from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
-from prefork.core.worker import LIVE, WORKER_TRANSITIONS, Worker, WorkerState
+from prefork.core.worker_machine import ACTIVE, WORKER_TRANSITIONS, Worker, WorkerState
 
 
 class MasterState(StrEnum):
@@ -74,7 +74,8 @@ class MasterState(StrEnum):
 M = MasterState
 UP = [M.RUNNING, M.PAUSED, M.RELOADING]
 LEAVING = [M.DRAINING, M.TERMINATING]
-ALIVE = [*UP, *LEAVING]
+# it has workers to look after: every state but booting and stopped
+SUPERVISING = [*UP, *LEAVING]
 SPAWNING_STATES = (M.RUNNING, M.RELOADING)
 
 # requests that only make sense while the master is up; leaving, it logs and ignores them
@@ -124,12 +125,15 @@ MASTER_TRANSITIONS: list[dict[str, Any]] = [
     *({"trigger": trigger, "source": LEAVING, "dest": None, "after": "log_ignored"}
       for trigger in _UP_ONLY),
     # passed on to the workers
-    {"trigger": "usr1_received", "source": ALIVE, "dest": None, "after": "reopen_logs"},
-    {"trigger": "usr2_received", "source": ALIVE, "dest": None, "after": "forward_to_workers"},
-    {"trigger": "cont_received", "source": ALIVE, "dest": None, "after": "forward_to_workers"},
+    {"trigger": "usr1_received", "source": SUPERVISING, "dest": None, "after": "reopen_logs"},
+    {"trigger": "usr2_received", "source": SUPERVISING, "dest": None,
+     "after": "forward_to_workers"},
+    {"trigger": "cont_received", "source": SUPERVISING, "dest": None,
+     "after": "forward_to_workers"},
     # children
-    {"trigger": "chld_received", "source": ALIVE, "dest": None},
-    {"trigger": "stray_child_exited", "source": ALIVE, "dest": None, "after": "log_stray_child"},
+    {"trigger": "chld_received", "source": SUPERVISING, "dest": None},
+    {"trigger": "stray_child_exited", "source": SUPERVISING, "dest": None,
+     "after": "log_stray_child"},
     {"trigger": "restarts_exhausted", "source": SPAWNING_STATES, "dest": M.TERMINATING,
      "after": "give_up"},
     {"trigger": "workers_gone", "source": LEAVING, "dest": M.STOPPED, "after": "exit"},
@@ -474,7 +478,7 @@ class Supervisor:
         """Keep the bookkeeping in step after a worker trigger (the only place workers
         change): a worker that stops being live leaves its slot vacant, a new deadline
         joins the heap."""
-        if before in LIVE and not worker.is_active:
+        if before in ACTIVE and not worker.is_active:
             key = (worker.group, worker.slot)
             if self._active.get(key) is worker:
                 del self._active[key]

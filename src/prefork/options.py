@@ -1,6 +1,6 @@
 """The user's options, validated once into frozen data.
 
-Two layers, two owners. ``prefork.core.config.PoolConfig`` holds what the pure core
+Two layers, two owners. ``prefork.core.settings.PoolConfig`` holds what the pure core
 decides with (sizes, timeouts, bounds, restart policy) and validates it. This module
 holds the rest (the job, the strategy, the logger, files, hooks), validates that, and
 builds the ``PoolConfig``: so every bad value, wherever it comes from (keyword
@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import Any, NamedTuple
 
-from prefork.core.config import PoolConfig
 from prefork.core.errors import ConfigError
+from prefork.core.settings import PoolConfig
 from prefork.job import JobSpec, job_spec
 
 STRATEGIES = ("simple", "forking")

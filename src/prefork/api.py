@@ -17,7 +17,7 @@ import os
 import threading
 from typing import Any
 
-from prefork.config import DEFAULT_POOL, Settings, build_settings, reload_pool
+from prefork.child.runtime import RuntimeOptions, run_worker
 from prefork.core.errors import ConfigError
 from prefork.core.events import (
     Event,
@@ -27,11 +27,11 @@ from prefork.core.events import (
     StopAll,
     StopWorker,
 )
-from prefork.core.master import Supervisor
 from prefork.core.signals import Sig
+from prefork.core.supervisor import Supervisor
+from prefork.options import DEFAULT_POOL, Settings, build_settings, reload_pool
 from prefork.posix import process
-from prefork.posix.loop import PosixLoop, WorkerSpec
-from prefork.worker import WorkerOptions, run_worker
+from prefork.posix.loop import Handoff, PosixLoop
 
 
 class Master:
@@ -101,7 +101,7 @@ class Master:
         )
         self.logger = self.settings.logger
         _quiet_transitions()
-        self._options: WorkerOptions | None = None
+        self._options: RuntimeOptions | None = None
         self._options_of: Settings | None = None  # the settings _options were made from
         self._loop: PosixLoop | None = None
         self._mode: str | None = None  # "run" or "api", fixed by the first call
@@ -227,10 +227,10 @@ class Master:
             translate_signal=self._translate_signal,
         )
 
-    def _worker_main(self, spec: WorkerSpec) -> int:
+    def _worker_main(self, spec: Handoff) -> int:
         return run_worker(spec, self._worker_options())
 
-    def _worker_options(self) -> WorkerOptions:
+    def _worker_options(self) -> RuntimeOptions:
         """What the workers run with, made once per ``settings``.
 
         The master makes them before it forks (and again when a reload changed the
@@ -239,7 +239,7 @@ class Master:
         """
         settings = self.settings
         if self._options is None or self._options_of is not settings:
-            self._options = WorkerOptions(
+            self._options = RuntimeOptions(
                 job=settings.job,
                 logger=settings.logger,
                 strategy=settings.strategy,
