@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from dataclasses import replace
 from typing import Any
 
 from prefork.child.runtime import RuntimeOptions, run_worker
@@ -27,9 +28,10 @@ from prefork.core.events import (
     StopAll,
     StopWorker,
 )
+from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
 from prefork.core.supervisor import Supervisor
-from prefork.options import DEFAULT_POOL, Settings, build_settings, reload_pool
+from prefork.options import DEFAULTS, Settings, build_settings, reload_pool
 from prefork.posix import process
 from prefork.posix.loop import Handoff, PosixLoop
 
@@ -49,19 +51,19 @@ class Master:
         *,
         workers: int = 1,
         strategy: str = "simple",
-        timeout: float | None = DEFAULT_POOL.timeout,
-        setup_timeout: float | None = DEFAULT_POOL.setup_timeout,
-        graceful_timeout: float = DEFAULT_POOL.graceful_timeout,
-        kill_timeout: float = DEFAULT_POOL.kill_timeout,
-        graceful_term: bool = DEFAULT_POOL.graceful_term,
-        max_workers: int | None = DEFAULT_POOL.max_workers,
-        max_performs: int | None = DEFAULT_POOL.max_performs,
-        restart_backoff: float = DEFAULT_POOL.restart_backoff,
-        restart_backoff_max: float = DEFAULT_POOL.restart_backoff_max,
-        max_restarts: int | None = DEFAULT_POOL.max_restarts,
-        restart_period: float = DEFAULT_POOL.restart_period,
+        timeout: float | None = DEFAULTS["timeout"],
+        setup_timeout: float | None = DEFAULTS["setup_timeout"],
+        graceful_timeout: float = DEFAULTS["graceful_timeout"],
+        kill_timeout: float = DEFAULTS["kill_timeout"],
+        graceful_term: bool = DEFAULTS["graceful_term"],
+        max_workers: int | None = DEFAULTS["max_workers"],
+        max_performs: int | None = DEFAULTS["max_performs"],
+        restart_backoff: float = DEFAULTS["restart_backoff"],
+        restart_backoff_max: float = DEFAULTS["restart_backoff_max"],
+        max_restarts: int | None = DEFAULTS["max_restarts"],
+        restart_period: float = DEFAULTS["restart_period"],
         logger: Any = None,
-        name: str = DEFAULT_POOL.name,
+        name: str = DEFAULTS["name"],
         pidfile: str | os.PathLike[str] | None = None,
         log_file: str | os.PathLike[str] | None = None,
         before_fork: Any = None,
@@ -209,9 +211,7 @@ class Master:
         settings = self.settings
         pool = settings.pool
         if mode == "api":  # the API starts with no worker: start_worker() adds them
-            pool = pool.with_options(groups=tuple(
-                type(group)(group.name, 0) for group in pool.groups
-            ))
+            pool = replace(pool, groups=tuple(replace(group, workers=0) for group in pool.groups))
         self._worker_options()  # made here, before any fork, rather than in each worker
         return PosixLoop(
             Supervisor(pool),
@@ -219,7 +219,7 @@ class Master:
             self.logger,
             handle_signals=mode == "run",
             set_titles=mode == "run",
-            scan_every=pool.timeout,
+            scan_every=scan_interval(pool),
             on_reopen_logs=self._reopen_logs,
             before_fork=settings.hooks.before_fork,
             on_worker_exit=settings.hooks.on_worker_exit,
@@ -243,8 +243,8 @@ class Master:
                 job=settings.job,
                 logger=settings.logger,
                 strategy=settings.strategy,
-                max_performs=settings.pool.max_performs,
-                stamp_performs=settings.pool.timeout is not None,
+                max_performs=settings.pool.groups[0].max_performs,
+                stamp_performs=settings.pool.groups[0].timeout is not None,
                 name=settings.pool.name,
                 log_file=settings.log_file,
                 after_fork=settings.hooks.after_fork,
@@ -272,9 +272,16 @@ class Master:
         self.settings = settings
         self._worker_options()
         if self._loop is not None:
-            self._loop.scan_every = pool.timeout
+            self._loop.scan_every = scan_interval(pool)
         self.logger.info(f"config file {settings.config_file} reloaded")
         return Reload(pool, at=at)
+
+
+def scan_interval(pool: PoolConfig) -> float | None:
+    """How often the loop must read the scoreboard: the shortest perform ``timeout`` of
+    any group (None: no group has one, so no scan is needed)."""
+    timeouts = [group.timeout for group in pool.groups if group.timeout is not None]
+    return min(timeouts, default=None)
 
 
 def _quiet_transitions() -> None:

@@ -22,9 +22,9 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import fields
 from typing import Any, NamedTuple
 
+from prefork.core.core_options import CORE_OPTIONS
 from prefork.core.errors import ConfigError
 from prefork.core.settings import PoolConfig
 from prefork.job import JobSpec, job_spec
@@ -32,14 +32,14 @@ from prefork.job import JobSpec, job_spec
 STRATEGIES = ("simple", "forking")
 HOOKS = ("before_fork", "after_fork", "before_exit", "on_worker_exit", "when_ready")
 
-# the PoolConfig fields a user sets directly (``groups`` is built from ``workers``)
-POOL_OPTIONS = tuple(f.name for f in fields(PoolConfig) if f.name != "groups")
+# the core's options a user sets directly (``groups`` is built from ``workers``)
+POOL_OPTIONS = tuple(o.name for o in CORE_OPTIONS if o.name != "workers")
 ADAPTER_OPTIONS = ("strategy", "logger", "pidfile", "log_file", *HOOKS)
 OPTIONS = ("workers", *POOL_OPTIONS, *ADAPTER_OPTIONS)
 # options a config file cannot set (they are Python objects)
 FILE_FORBIDDEN = ("logger", *HOOKS)
 
-DEFAULT_POOL = PoolConfig()
+DEFAULTS = {option.name: option.default for option in CORE_OPTIONS}
 LOGGER_NAME = "prefork"
 
 

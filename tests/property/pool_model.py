@@ -57,7 +57,8 @@ def expected_backoff(failures: int, config: PoolConfig) -> float:
     if failures <= 1:
         return 0.0
     doublings = min(failures - 2, 1000)  # past the cap long before; and no float overflow
-    return min(config.restart_backoff_max, config.restart_backoff * 2.0 ** doublings)
+    group = config.groups[0]
+    return min(group.restart_backoff_max, group.restart_backoff * 2.0 ** doublings)
 
 
 # strategies ---------------------------------------------------------------------------
@@ -71,8 +72,8 @@ def pool_configs(draw: st.DrawFn) -> PoolConfig:
     names = draw(st.lists(st.sampled_from(GROUP_NAMES), min_size=1, max_size=2, unique=True))
     counts = [draw(st.integers(0, 3)) for _ in names]
     backoff = draw(st.sampled_from([0.125, 0.25, 0.5, 1.0, 2.0]))
-    return PoolConfig(
-        groups=tuple(GroupConfig(name, n) for name, n in zip(names, counts, strict=True)),
+    return PoolConfig.of(
+        groups=dict(zip(names, counts, strict=True)),
         timeout=draw(st.none() | st.sampled_from([1.0, 5.0, 20.0])),
         setup_timeout=draw(st.none() | st.sampled_from([2.0, 10.0, 60.0])),
         graceful_timeout=draw(st.sampled_from([0.0, 1.0, 5.0, 30.0])),
@@ -99,6 +100,7 @@ class PoolChecker:
         self.targets: dict[str, int] = {g.name: g.workers for g in sim.initial_config.groups}
         self.violations: dict[int, list[str]] = defaultdict(list)
         self.kill_by: dict[int, float] = {}  # process serial -> when KILL is due at the latest
+        self.settings_of: dict[int, GroupConfig] = {}  # process serial -> its group options
         self.slots: dict[tuple[str, int], tuple[int, float]] = {}  # -> (streak, respawn at)
         self.crash_times: list[float] = []
         self.policy_since = 0.0  # when max_restarts/restart_period last changed
@@ -129,13 +131,24 @@ class PoolChecker:
         self._check_give_up(step)
         self._check_stop(step)
         self._check_targets(step)
+        self._track_group_settings()
         for serial, signo in sent:
             if signo in (Sig.QUIT, Sig.TERM, Sig.ABRT):
-                grace = (sup.config.graceful_timeout if signo is Sig.QUIT
-                         else sup.config.kill_timeout)
+                settings = self.settings_of[serial]
+                grace = (settings.graceful_timeout if signo is Sig.QUIT
+                         else settings.kill_timeout)
                 due = sup.now + grace
                 self.kill_by[serial] = min(self.kill_by.get(serial, due), due)
         self.config = sup.config
+
+    def _track_group_settings(self) -> None:
+        """Each worker's group options: its group's in the config in force, or, once a
+        reload removed its group, the last it had."""
+        config = self.sim.supervisor.config
+        names = set(config.group_names)
+        for process in self.sim.workers():
+            if process.group in names:
+                self.settings_of[process.serial] = config.group(process.group)
 
     def _track_request(self, step: Step) -> None:
         """INV-7's model: the target each accepted request asks for, within the bounds."""
@@ -143,7 +156,8 @@ class PoolChecker:
         first = next(iter(self.targets))
 
         def clamp(n: int) -> int:
-            top = n if config.max_workers is None else min(n, config.max_workers)
+            most = config.groups[0].max_workers
+            top = n if most is None else min(n, most)
             return max(0, top)
 
         if isinstance(event, Signal) and event.signo in (Sig.TTIN, Sig.TTOU):
@@ -205,7 +219,7 @@ class PoolChecker:
     def _crash(self, step: Step, key: tuple[str, int], *, uptime: float, performs: int) -> None:
         config, now = self.sim.supervisor.config, self.sim.supervisor.now
         streak = self.slots.get(key, (0, 0.0))[0]
-        if performs > 0 or uptime >= config.restart_backoff_max:
+        if performs > 0 or uptime >= config.groups[0].restart_backoff_max:
             streak = 0
         streak += 1
         delay = expected_backoff(streak, config)
@@ -324,7 +338,7 @@ class PoolChecker:
     def _check_targets(self, step: Step) -> None:
         """INV-7: targets stay within 0..max_workers and are what the requests asked."""
         sup = self.sim.supervisor
-        top = sup.config.max_workers
+        top = sup.config.groups[0].max_workers
         for group, n in sup.targets.items():
             if n < 0 or (top is not None and n > top):
                 self.flag(7, step, f"group {group} target {n} outside 0..{top}")

@@ -61,16 +61,16 @@ def test_groups_keep_their_order_and_counts() -> None:
 def test_defaults_and_with_options() -> None:
     config = PoolConfig.of(workers=3)
     assert config.groups == (GroupConfig("default", 3),)
-    assert config.timeout is None
+    assert config.groups[0].timeout is None
     changed = config.with_options(timeout=5)
-    assert changed.timeout == 5 and config.timeout is None
+    assert changed.groups[0].timeout == 5 and config.groups[0].timeout is None
     with pytest.raises(ConfigError):
         config.with_options(timeout=-1)
 
 
 def test_backoff_is_immediate_then_exponential_then_capped() -> None:
     config = PoolConfig.of(restart_backoff=0.5, restart_backoff_max=3)
-    delays = [backoff_delay(n, config) for n in range(1, 7)]
+    delays = [backoff_delay(n, config.groups[0]) for n in range(1, 7)]
     assert delays == [0.0, 0.5, 1.0, 2.0, 3.0, 3.0]
 
 
@@ -116,7 +116,8 @@ def test_zero_and_none_are_accepted_where_they_mean_something() -> None:
         workers=0, timeout=None, setup_timeout=None, graceful_timeout=0, kill_timeout=0,
         restart_backoff_max=0.1, max_workers=0, max_restarts=0, max_performs=1,
     )
-    assert (config.graceful_timeout, config.kill_timeout, config.max_restarts) == (0, 0, 0)
+    group = config.groups[0]
+    assert (group.graceful_timeout, group.kill_timeout, config.max_restarts) == (0, 0, 0)
 
 
 def test_groups_must_be_a_non_empty_tuple() -> None:

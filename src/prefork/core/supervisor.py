@@ -51,7 +51,7 @@ from transitions import Machine, MachineError
 from prefork.core import events as ev
 from prefork.core.effects import Effect, Exit, Log, ReopenLogs, SetTitle, Spawn, WakeAt
 from prefork.core.errors import CoreError
-from prefork.core.settings import PoolConfig
+from prefork.core.settings import GroupConfig, PoolConfig
 from prefork.core.signals import Sig
 from prefork.core.worker_machine import ACTIVE, WORKER_TRANSITIONS, Worker, WorkerState
 
@@ -350,7 +350,7 @@ class Supervisor:
     def _after_count(self, worker: Worker) -> None:
         """A new performs count may end the slot's crash run or reach ``max_performs``."""
         self._end_crash_run_if_healthy(worker)
-        if self.config.max_performs is not None and worker.is_active:
+        if worker.settings.max_performs is not None and worker.is_active:
             self._maybe_surplus[worker] = None
 
     def _end_crash_run_if_healthy(self, worker: Worker) -> None:
@@ -452,7 +452,7 @@ class Supervisor:
         return worker
 
     def _spawn(self, group: str, slot: int) -> None:
-        worker = Worker(self, group, slot, self.generation)
+        worker = Worker(self, self.config.group(group), slot, self.generation)
         self._serial += 1
         worker.serial = self._serial
         self._worker_machine.add_model(worker)
@@ -574,10 +574,10 @@ class Supervisor:
         """Back off the slot's next spawn and remember the crash for the intensity limit."""
         history = self.slots.setdefault((worker.group, worker.slot), SlotHistory())
         uptime = self.now - (worker.forked_at if worker.forked_at is not None else self.now)
-        if uptime >= self.config.restart_backoff_max:  # it ran long enough to count as well
+        if uptime >= worker.settings.restart_backoff_max:  # it ran long enough to count as well
             history.failures = 0
         history.failures += 1
-        delay = backoff_delay(history.failures, self.config)
+        delay = backoff_delay(history.failures, worker.settings)
         history.respawn_at = self.now + delay
         if (worker.group, worker.slot) in self._vacant:
             self._set_vacancy((worker.group, worker.slot))
@@ -652,7 +652,7 @@ class Supervisor:
         # a reload stops every worker, so an active worker's group is always a target
         if self.state is M.PAUSED or worker.slot >= self.targets[worker.group]:
             return True
-        limit = self.config.max_performs
+        limit = worker.settings.max_performs
         return limit is not None and worker.performs >= limit
 
     def _fill_missing_slots(self) -> bool:
@@ -694,7 +694,14 @@ class Supervisor:
         self.stop_all_workers()
 
     def take_config_and_replace_workers(self, config: PoolConfig) -> None:
+        """A new config: workers of the groups it keeps take their group's new options
+        (a longer ``graceful_timeout`` applies to the stop that replaces them); workers of
+        a group it drops keep the options they had."""
         self.config = config
+        kept = set(config.group_names)
+        for worker in self.workers:
+            if worker.group in kept:
+                worker.settings = config.group(worker.group)
         self.targets = {g.name: g.workers for g in config.groups}
         self.slots = {key: h for key, h in self.slots.items() if key[0] in self.targets}
         self._track_targets()
@@ -730,10 +737,11 @@ class Supervisor:
             self.emit(Log("warning", f"no group {group!r} to scale (groups: "
                                      f"{', '.join(self.targets)})"))
             return
-        bounded = max(0, n if self.config.max_workers is None else min(n, self.config.max_workers))
+        most = self.config.group(group).max_workers
+        bounded = max(0, n if most is None else min(n, most))
         if bounded != n:
             self.emit(Log("warning", f"group {group} stays at {bounded} workers "
-                                     f"(asked for {n}; bounds 0..{self.config.max_workers})"))
+                                     f"(asked for {n}; bounds 0..{most})"))
         if bounded != self.targets[group]:
             self.emit(Log("info", f"group {group}: {self.targets[group]} -> {bounded} workers"))
             self.targets[group] = bounded
@@ -765,7 +773,7 @@ class Supervisor:
         self.emit(Exit(self.exit_code))
 
 
-def backoff_delay(failures: int, config: PoolConfig) -> float:
+def backoff_delay(failures: int, config: GroupConfig) -> float:
     """Delay before refilling a slot after its ``failures``-th crash in a row.
 
     The first crash is replaced at once (a worker killed by an operator comes straight

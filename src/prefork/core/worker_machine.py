@@ -38,6 +38,7 @@ from prefork.core.effects import Kill, Log
 from prefork.core.signals import Sig
 
 if TYPE_CHECKING:
+    from prefork.core.settings import GroupConfig
     from prefork.core.supervisor import Supervisor
 
 
@@ -110,9 +111,11 @@ class Worker:
 
     state: WorkerState
 
-    def __init__(self, pool: Supervisor, group: str, slot: int, generation: int) -> None:
+    def __init__(self, pool: Supervisor, settings: GroupConfig, slot: int,
+                 generation: int) -> None:
         self.pool = pool
-        self.group = group
+        self.settings = settings
+        self.group: str = settings.name
         self.slot = slot
         self.generation = generation
         self.pid: int | None = None
@@ -146,7 +149,7 @@ class Worker:
     def record_fork(self, pid: int) -> None:
         self.pid = pid
         self.forked_at = self.pool.now
-        timeout = self.pool.config.setup_timeout
+        timeout = self.settings.setup_timeout
         self.deadline = None if timeout is None else self.pool.now + timeout
 
     def log_fork_failure(self, error: str) -> None:
@@ -163,7 +166,7 @@ class Worker:
     def record_reading(self, heartbeat_at: float, performs: int) -> None:
         """Keep the latest reading; the perform deadline runs from the last heartbeat."""
         self.count_performs(performs)
-        timeout = self.pool.config.timeout
+        timeout = self.settings.timeout
         performing = self.state is S.PERFORMING and timeout is not None
         self.deadline = heartbeat_at + timeout if performing else None
 
@@ -173,21 +176,21 @@ class Worker:
         self.pool.emit(Kill(self._pid(), signo))
 
     def send_quit(self) -> None:
-        self._send_soft(Sig.QUIT, self.pool.config.graceful_timeout)
+        self._send_soft(Sig.QUIT, self.settings.graceful_timeout)
 
     def send_term(self) -> None:
-        self._send_soft(Sig.TERM, self.pool.config.kill_timeout)
+        self._send_soft(Sig.TERM, self.settings.kill_timeout)
 
     def overtake_with_term(self) -> None:
         """A quick stop after a graceful one: TERM now, and KILL no later than before."""
         earlier = self.deadline  # not None: told_to_quit guards this row
         self.send_term()
-        self.deadline = min(self.pool.now + self.pool.config.kill_timeout, earlier)
+        self.deadline = min(self.pool.now + self.settings.kill_timeout, earlier)
 
     def send_abort(self) -> None:
         """A setup or perform timeout: ask for a stack dump, then KILL after kill_timeout."""
         self.pool.emit(Log("error", f"worker {self.label} timed out; dumping its stack (ABRT)"))
-        self._send_soft(Sig.ABRT, self.pool.config.kill_timeout)
+        self._send_soft(Sig.ABRT, self.settings.kill_timeout)
 
     def send_kill(self) -> None:
         self.deadline = None
