@@ -46,7 +46,7 @@ def policy_forks(until: float, fail_after: float, config: PoolConfig) -> int:
         failed = t + fail_after
         if failed > until:
             break
-        streak = 1 if fail_after >= config.restart_backoff_max else streak + 1
+        streak = 1 if fail_after >= config.groups[0].restart_backoff_max else streak + 1
         t = failed + expected_backoff(streak, config)
     return forks
 
@@ -109,7 +109,7 @@ def test_a_setup_that_always_crashes_is_forked_at_the_backoff_rate(
         assert forks[slot] <= bound, f"slot {slot}: {forks[slot]} forks, the policy allows {bound}"
         assert forks[slot] >= bound - 1, f"slot {slot} forked only {forks[slot]} of {bound}"
     crashes = sum(isinstance(step.event, ChildExited) for step in sim.trace)
-    if crashes > workers and fail_after < config.restart_backoff_max:
+    if crashes > workers and fail_after < config.groups[0].restart_backoff_max:
         # some slot failed twice in a row, quickly: it had to wait, and the master says so
         assert any(isinstance(e, Log) and e.level in ("warning", "error") and "respawn" in
                    e.message for e in sim.effects_since(0, Log))
