@@ -61,6 +61,36 @@ class WakeAt(Effect):
 
 
 @dataclass(frozen=True)
+class ReadConfig(Effect):
+    """Read and validate the config file at ``path`` again (HUP).
+
+    Answer with ``ConfigLoaded`` or ``ConfigRejected`` before any other event, as a
+    ``Spawn`` is answered: the core never waits in a state of its own for the answer.
+    """
+
+    path: str
+
+
+@dataclass(frozen=True)
+class RunHook(Effect):
+    """Run the user's hook ``name`` in the master with ``args`` (nothing when none is set).
+
+    A hook that raises is logged with its traceback by the adapter; the core goes on.
+    """
+
+    name: str
+    args: tuple[object, ...] = ()
+
+
+@dataclass(frozen=True)
+class Reply(Effect):
+    """Answer the ``Status`` request ``request`` with ``snapshot``."""
+
+    request: object
+    snapshot: object
+
+
+@dataclass(frozen=True)
 class Exit(Effect):
     """Every worker is reaped: exit the master with ``code``."""
 

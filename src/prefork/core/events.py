@@ -138,7 +138,31 @@ class Reload(Event):
     config: PoolConfig
 
 
+@dataclass(frozen=True)
+class ConfigLoaded(Event):
+    """The answer to ``ReadConfig``: the file read and validated into ``config``."""
+
+    config: PoolConfig
+
+
+@dataclass(frozen=True)
+class ConfigRejected(Event):
+    """The answer to ``ReadConfig``: the file at ``path`` is unreadable or invalid;
+    ``why`` names the file, the pool and the key. The running config stays."""
+
+    path: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Status(Event):
+    """Command: answer with ``Reply(request, snapshot)``; ``request`` is the asker's token."""
+
+    request: object = None
+
+
 __all__ = [
-    "Boot", "ChildExited", "Event", "ForkFailed", "Forked",
-    "Observed", "Reload", "Scale", "Signal", "StartWorker", "StopAll", "StopWorker", "Tick",
+    "Boot", "ChildExited", "ConfigLoaded", "ConfigRejected", "Event", "ForkFailed", "Forked",
+    "Observed", "Reload", "Scale", "Signal", "StartWorker", "Status", "StopAll", "StopWorker",
+    "Tick",
 ]
