@@ -53,6 +53,7 @@ from prefork.core.effects import Effect, Exit, Log, ReopenLogs, SetTitle, Spawn,
 from prefork.core.errors import CoreError
 from prefork.core.settings import GroupConfig, PoolConfig
 from prefork.core.signals import Sig
+from prefork.core.snapshot import Snapshot, WorkerView
 from prefork.core.worker_machine import ACTIVE, WORKER_TRANSITIONS, Worker, WorkerState
 
 
@@ -238,6 +239,19 @@ class Supervisor:
     def active_workers(self, group: str | None = None) -> list[Worker]:
         """Workers that count towards a target: spawning, idle or performing."""
         return [w for w in self.workers if w.is_active and group in (None, w.group)]
+
+    def snapshot(self) -> Snapshot:
+        """A frozen picture of the pool now, for readers outside the core."""
+        return Snapshot(
+            state=str(self.state),
+            targets=tuple(self.targets.items()),
+            workers=tuple(
+                WorkerView(w.group, w.slot, w.pid, str(w.state), w.performs, w.generation,
+                           w.stop_signal is not None)
+                for w in self.workers
+            ),
+            exit_code=self.exit_code,
+        )
 
     def next_deadline(self) -> float | None:
         """The earliest time the core must be woken (``None``: nothing to time)."""

@@ -1,0 +1,45 @@
+"""What the core lets the outside world see: a frozen picture of the pool at one moment.
+
+The public API, the control socket and the status command read the pool through a
+``Snapshot`` the core makes, never through the adapter's records or the core's own
+objects: a snapshot cannot be changed by its reader, and it does not change under the
+reader's feet as the pool moves on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """One worker as the core knows it.
+
+    ``pid`` is ``None`` until forked; ``stopping`` is True once the master told it to
+    stop (QUIT, TERM or a timeout's ABRT), when it no longer counts toward its group.
+    """
+
+    group: str
+    slot: int
+    pid: int | None
+    state: str
+    performs: int
+    generation: int
+    stopping: bool
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The pool at one moment: the master's state, each group's target, every worker."""
+
+    state: str
+    targets: tuple[tuple[str, int], ...]
+    workers: tuple[WorkerView, ...]
+    exit_code: int
+
+    def pids(self, *, stopping: bool | None = None) -> list[int]:
+        """The pids of the forked workers (only those told to stop, or only the others)."""
+        return [
+            worker.pid for worker in self.workers
+            if worker.pid is not None and stopping in (None, worker.stopping)
+        ]
