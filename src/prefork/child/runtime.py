@@ -1,4 +1,4 @@
-"""What runs inside a worker process: setup, the perform loop, teardown.
+"""What runs inside a worker process: a machine's lifecycle, carried out.
 
 Theory of operation
 -------------------
@@ -9,6 +9,12 @@ worker was forked waits for the right handler. Then it makes sure it will notice
 master's death, runs ``setup()``, says so in its scoreboard slot and with one byte on
 the notify pipe (the only time a worker wakes the master), and performs until told to
 stop.
+
+What the worker does next is decided by its own machine (``process_machine``: setting
+up, idle, performing or waiting, holding, stopping, exited); this module only tells the
+machine what happened, at lifecycle moments, and carries out the effects it answers
+with (``_carry_out``). The perform loops themselves are in ``strategies``, and fire the
+machine per batch, never per perform.
 
 A dead master is noticed three ways, none of them in the perform loop: the kernel's
 parent-death signal (Linux; HUP, whose handler checks ``getppid()`` so that a stray
@@ -33,52 +39,45 @@ ABRT    dump every thread's Python stack (faulthandler) to stderr, and go on: th
 ======  ==============================================================================
 
 The handlers only set flags (and ``pending``, the single flag the hot loop reads); the
-loop attends to them between performs.
-
-Strategies
-----------
-
-``simple`` calls ``perform()`` in the worker. Per perform the loop does a few stores
-into its scoreboard slot and no system call and no allocation beyond the perform's own
-(the start time is stamped only when ``timeout`` is set, since nothing else reads it);
-an exception is logged with its traceback and the worker exits 1, to be replaced.
-
-``forking`` runs each perform in a child of the worker: a crash or an exception there
-kills only that child and is logged with its exit status. The worker just blocks in
-``waitpid``; its signal handlers pass TERM, QUIT and ABRT on to the child (so a TERM
-stops the perform, a QUIT turns the child's ``stopping`` True, and a timeout's ABRT
-dumps the stack of the code that actually hung). As with ``simple``, the start is
-stamped only when ``timeout`` is set. What a perform costs here is mostly pages copied,
-not instructions: see ``_forking_loop``.
+runtime attends to them between performs, turning each into a trigger.
 """
 
 from __future__ import annotations
 
 import contextlib
-import faulthandler
-import gc
-import itertools
 import os
 import select
 import signal
-import sys
 import threading
-import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from prefork.child.process_machine import (
+    EXIT_FAILED,
+    ExitWith,
+    LogFailure,
+    LogLine,
+    MarkIdle,
+    NotifyMaster,
+    ProcessEffect,
+    ProcessState,
+    ReopenLogFiles,
+    SetStopping,
+    WorkerProcess,
+    new_process_machine,
+)
+from prefork.child.stack_dumps import arm_stack_dumps, rearm_after_abort, rearm_stack_dumps
+from prefork.child.strategies import forking_loop, simple_loop
 from prefork.job import BoundJob, Flags, JobSpec, WorkerContext
 from prefork.posix import process
-from prefork.posix.children import exit_status
 from prefork.posix.loop import Handoff
-from prefork.posix.scoreboard import IDLE, PERFORMING
+from prefork.posix.scoreboard import IDLE
 from prefork.posix.signal_pipe import drain, nonblocking_pipe
 
-EXIT_OK = 0
-EXIT_FAILED = 1
+PERFORM_LOOPS = {"simple": simple_loop, "forking": forking_loop}
 
 
 @dataclass(frozen=True)
@@ -101,30 +100,26 @@ def run_worker(spec: Handoff, options: RuntimeOptions) -> int:
     return Runtime(spec, options).run()
 
 
-def arm_stack_dumps() -> None:
-    """Make ABRT (and SIGSEGV, SIGBUS...) dump every thread's Python stack to fd 2.
+# The model of this process's machine is made here, at import, in the master: each fork
+# then gives its worker a copy, and a worker only resets it (``this_process``). Made (or
+# added to the machine) in the worker, it would cost each new worker about 0.4 ms of
+# pages copied from the master.
+_MACHINE = new_process_machine()
+_THIS_PROCESS = WorkerProcess()
+_MACHINE.add_model(_THIS_PROCESS)
 
-    ``faulthandler.register`` refuses SIGABRT, so this uses ``faulthandler.enable``,
-    whose handler dumps the stacks from C (so even a worker stuck in C code shows where)
-    and then re-raises the signal with the handler that was there before. When that is
-    a Python handler (``signal.signal(SIGABRT, ...)`` must come first), the re-raise
-    only flags it, and the process goes on: a timed-out worker dumps its stack and keeps
-    running until the KILL that follows. The dump opens with faulthandler's own words,
-    "Fatal Python error: Aborted", though nothing fatal happened. A genuine ``abort()``
-    still kills the process (libc re-raises with the default action).
+
+def this_process(label: str, master_pid: int, forking: bool) -> WorkerProcess:
+    """The model of the worker process running here, fresh, in ``setting_up``.
+
+    A process runs one worker at a time, so one model per interpreter is enough (tests
+    that run several ``Runtime`` one after another in one process get it afresh each).
     """
-    faulthandler.enable(file=2, all_threads=True)
-
-
-def rearm_stack_dumps() -> None:
-    """faulthandler disarms a signal after one dump: arm it again for the next ABRT."""
-    faulthandler.disable()
-    faulthandler.enable(file=2, all_threads=True)
-
-
-def _rearm_after_abort(signo: int, frame: FrameType | None) -> None:
-    """The Python-level ABRT handler: the stack is dumped already; be ready for more."""
-    rearm_stack_dumps()
+    model = _THIS_PROCESS
+    model.begin(label, master_pid, forking)
+    if model.state is not ProcessState.SETTING_UP:
+        _MACHINE.set_state(ProcessState.SETTING_UP, model)
+    return model
 
 
 def log_exception(logger: Any, message: str) -> None:
@@ -136,7 +131,7 @@ def log_exception(logger: Any, message: str) -> None:
 
 
 class Runtime:
-    """One worker process from fork to exit."""
+    """One worker process from fork to exit: tells its machine, carries out its effects."""
 
     def __init__(self, spec: Handoff, options: RuntimeOptions) -> None:
         self.spec = spec
@@ -146,15 +141,16 @@ class Runtime:
         self.slot = spec.board_slot
         self.pid = os.getpid()
         self.label = f"worker group={spec.group} slot={spec.slot} pid={self.pid}"
+        self.process = this_process(self.label, spec.master_pid, options.strategy == "forking")
+        self.exit_code = EXIT_FAILED  # until the machine says otherwise
         self.child: int | None = None  # the perform's process (forking strategy)
         self.context = WorkerContext(
             spec.slot, spec.group, self.pid, self.flags, self.slot.heartbeat
         )
         self.wake_r = self.wake_w = -1
         # what a perform's child calls to arm the ABRT dump (_install_handlers finds better)
-        self._arm_child_dump: Callable[[], object] = rearm_stack_dumps
+        self.arm_child_dump: Callable[[], object] = rearm_stack_dumps
         self._lifeline: int | None = spec.lifeline_fd
-        self._orphan_logged = False
 
     # the life of a worker ----------------------------------------------------------------
 
@@ -163,9 +159,8 @@ class Runtime:
         self._watch_master()
         process.set_title(f"{self.options.name} worker {self.spec.group}.{self.spec.slot}")
         job = self.options.job.bind(self.context)
-        code = EXIT_FAILED
         try:
-            code = self._live(job)
+            return self.live(job)
         finally:
             hook = self.options.before_exit
             if hook is not None:
@@ -173,38 +168,96 @@ class Runtime:
                     hook(self.context)
                 except Exception:
                     log_exception(self.logger, f"{self.label}: hook before_exit raised")
-        return code
 
-    def _live(self, job: BoundJob) -> int:
+    def live(self, job: BoundJob) -> int:
+        """Set up, perform, tear down, as the machine says; the exit code it chose."""
+        if self._set_up(job):
+            self._perform_then_tear_down(job)
+        return self.exit_code
+
+    def _set_up(self, job: BoundJob) -> bool:
         hook = self.options.after_fork
-        if hook is not None:
-            try:
-                hook(self.context)
-            except Exception:
-                log_exception(self.logger, f"{self.label}: hook after_fork raised")
-                return EXIT_FAILED
+        step = "after_fork"
         try:
+            if hook is not None:
+                hook(self.context)
+            step = "setup"
             job.setup()
         except Exception:
-            log_exception(self.logger, f"{self.label} setup failed")
-            return EXIT_FAILED
-        self.slot.state[0] = IDLE
-        self._notify_master()
+            self.fire("setup_failed", step)
+            return False
+        self.fire("setup_finished")
+        return True
+
+    def _perform_then_tear_down(self, job: BoundJob) -> None:
         try:
-            if self.options.strategy == "forking":
-                self._forking_loop(job.perform)
-            else:
-                self._simple_loop(job.perform)
+            PERFORM_LOOPS[self.options.strategy](self, job.perform)
         except Exception:
-            log_exception(self.logger, f"{self.label} perform failed")
-            return EXIT_FAILED
-        self.slot.state[0] = IDLE
+            self.fire("perform_failed")
+            return
         try:
             job.teardown()
         except Exception:
-            log_exception(self.logger, f"{self.label} teardown failed")
-            return EXIT_FAILED
-        return EXIT_OK
+            self.fire("teardown_failed")
+            return
+        self.fire("teardown_finished")
+
+    # the machine --------------------------------------------------------------------------
+
+    def fire(self, trigger: str, *args: Any) -> None:
+        """Tell the machine what happened, and do what it answers, in order."""
+        self._carry_out(self.process.fire(trigger, *args))
+
+    def _carry_out(self, effects: list[ProcessEffect]) -> None:
+        for effect in effects:
+            match effect:
+                case MarkIdle():
+                    self.slot.state[0] = IDLE
+                case NotifyMaster():
+                    self._notify_master()
+                case ReopenLogFiles():
+                    self._reopen_logs()
+                case SetStopping():
+                    self.flags.stop = True
+                    self.flags.pending = True
+                case LogLine(level, message):
+                    getattr(self.logger, level)(message)
+                case LogFailure(message):
+                    log_exception(self.logger, message)
+                case ExitWith(code):
+                    self.exit_code = code
+                case _:
+                    raise TypeError(f"{self.label}: not an effect of the process machine: "
+                                    f"{effect!r}")
+
+    def start_batch(self, done: int) -> bool:
+        """Between performs: attend to the signals, then start a batch if the machine may.
+
+        False when the worker is to stop (asked to, or ``max_performs`` are ``done``).
+        """
+        if self.flags.pending:
+            self._attend()
+        if self.process.state is not ProcessState.IDLE:
+            return False
+        limit = self.options.max_performs
+        if limit is not None and done >= limit:
+            self.fire("limit_reached")
+            return False
+        self.fire("batch_started")
+        return True
+
+    def end_batch(self) -> None:
+        """A batch ended: a signal is pending, or the budget of performs is spent."""
+        self.fire("batch_ended")
+
+    def perform_child_failed(self, pid: int, status: int) -> None:
+        """In the worker: a perform's process ended badly (exit status, or -signal)."""
+        self.fire("perform_child_failed", pid, status)
+
+    def perform_raised(self) -> None:
+        """In the perform's process: log the exception (the exit status says failed)."""
+        with contextlib.suppress(Exception):
+            log_exception(self.logger, f"{self.label}: perform in pid={os.getpid()} raised")
 
     # signals -----------------------------------------------------------------------------
 
@@ -215,7 +268,7 @@ class Runtime:
         def on_quit(signo: int, frame: FrameType | None) -> None:
             flags.stop = True
             flags.pending = True
-            self._pass_on(signal.SIGQUIT)  # so the perform's own ``stopping`` turns True
+            self.pass_on(signal.SIGQUIT)  # so the perform's own ``stopping`` turns True
 
         def on_usr1(signo: int, frame: FrameType | None) -> None:
             flags.reopen = True
@@ -237,7 +290,7 @@ class Runtime:
                 flags.orphaned = True
                 flags.stop = True
                 flags.pending = True
-                self._pass_on(signal.SIGQUIT)
+                self.pass_on(signal.SIGQUIT)
 
         self.wake_r, self.wake_w = nonblocking_pipe()
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
@@ -258,12 +311,12 @@ class Runtime:
             # ten (ABRT is still blocked, and no thread runs yet, so none can come between)
             restore = process.signal_disposition_call(signal.SIGABRT)
             if restore is not None:
-                self._arm_child_dump = restore
+                self.arm_child_dump = restore
             signal.signal(signal.SIGABRT, self._on_abort)
         else:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.signal(signal.SIGABRT, _rearm_after_abort)
+            signal.signal(signal.SIGABRT, rearm_after_abort)
             arm_stack_dumps()
         signal.pthread_sigmask(signal.SIG_SETMASK, self.spec.signal_mask)
 
@@ -277,9 +330,9 @@ class Runtime:
 
     def _on_abort(self, signo: int, frame: FrameType | None) -> None:
         """Forking strategy: the perform's child is what hung; it dumps its stack."""
-        self._pass_on(signal.SIGABRT)
+        self.pass_on(signal.SIGABRT)
 
-    def _pass_on(self, signo: int) -> None:
+    def pass_on(self, signo: int) -> None:
         """Send ``signo`` on to the perform's child, if one runs (forking strategy)."""
         child = self.child
         if child is not None:
@@ -290,7 +343,7 @@ class Runtime:
         """Notice the master's death: parent-death signal, getppid, the lifeline's EOF."""
         watched = process.set_parent_death_signal(signal.SIGHUP)
         if os.getppid() != self.spec.master_pid:
-            self._master_gone()
+            self.fire("master_lost")
             return
         if not watched:
             # no parent-death signal (not Linux), and the perform loops never poll: a
@@ -312,222 +365,61 @@ class Runtime:
                 continue
         os.kill(os.getpid(), signal.SIGHUP)  # as the parent-death signal would
 
-    def _master_gone(self) -> None:
-        if not self._orphan_logged:
-            self._orphan_logged = True
-            self.logger.warning(f"{self.label}: master pid={self.spec.master_pid} is gone; "
-                                "stopping")
-        self.flags.stop = True
-        self.flags.pending = True
-
     def _notify_master(self) -> None:
         with contextlib.suppress(BlockingIOError, BrokenPipeError):
             os.write(self.spec.notify_fd, b"!")
 
-    # waiting and attending ---------------------------------------------------------------
+    # attending, between performs ---------------------------------------------------------
 
-    def _wait(self) -> set[int]:
-        """Sleep until a signal arrives or the master dies (held by USR2)."""
-        poller = select.poll()
-        poller.register(self.wake_r, select.POLLIN)
-        if self._lifeline is not None:
-            poller.register(self._lifeline, select.POLLIN)
-        ready = {fd for fd, _ in poller.poll()}
-        if self.wake_r in ready:
-            drain(self.wake_r)
-        if self._lifeline is not None and self._lifeline in ready:
-            try:
-                if os.read(self._lifeline, 1) == b"":
-                    self._lifeline = None  # at EOF for good: stop polling it
-                    self._master_gone()
-            except BlockingIOError:
-                pass
-        return ready
+    def _attend(self) -> None:
+        """Idle between performs: turn what the signals said into triggers."""
+        self._take_notes()
+        if self.flags.stop:
+            self.fire("stop_requested")
+        elif self.flags.hold:
+            self.fire("hold_requested")
+            self._hold()
 
-    def _attend(self) -> bool:
-        """Between performs, act on what the signals said; True means "stop now"."""
+    def _hold(self) -> None:
+        """Holding (USR2): sleep on the signals until CONT, a stop, or the master's death."""
+        flags = self.flags
+        while self.process.state is ProcessState.HOLDING:
+            self._wait()
+            self._take_notes()
+            if flags.stop:
+                self.fire("stop_requested")
+            elif not flags.hold:
+                self.fire("resume_requested")
+
+    def _take_notes(self) -> None:
+        """The requests that change nothing by themselves: the master's death, USR1."""
         flags = self.flags
         flags.pending = False
         if self.wake_r >= 0:
             drain(self.wake_r)  # the bytes of the signals that set the flags
         if flags.orphaned:
             flags.orphaned = False
-            self._master_gone()
+            self.fire("master_lost")
         if flags.reopen:
             flags.reopen = False
-            self._reopen_logs()
-        if flags.hold and not flags.stop:
-            self.slot.state[0] = IDLE
-            self.logger.info(f"{self.label} holding (USR2); CONT resumes")
-            while flags.hold and not flags.stop:
-                self._wait()
-                flags.pending = False
-                if flags.reopen:
-                    flags.reopen = False
-                    self._reopen_logs()
-            if not flags.stop:
-                self.logger.info(f"{self.label} resuming (CONT)")
-        return flags.stop
+            self.fire("reopen_requested")
+
+    def _wait(self) -> None:
+        """Sleep until a signal arrives or the lifeline says the master died."""
+        poller = select.poll()
+        poller.register(self.wake_r, select.POLLIN)
+        if self._lifeline is not None:
+            poller.register(self._lifeline, select.POLLIN)
+        ready = {fd for fd, _ in poller.poll()}
+        if self._lifeline is not None and self._lifeline in ready:
+            try:
+                if os.read(self._lifeline, 1) == b"":
+                    self._lifeline = None  # at EOF for good: stop polling it
+                    self.flags.orphaned = True
+            except BlockingIOError:
+                pass
 
     def _reopen_logs(self) -> None:
         if self.options.log_file:
             process.redirect_output(self.options.log_file)
         process.reopen_log_handlers(self.logger)
-
-    # the simple strategy -----------------------------------------------------------------
-
-    def _simple_loop(self, perform: Callable[[], object]) -> None:
-        """Perform until told to stop or ``max_performs`` are done.
-
-        The inner loops are the hot path: a ``for`` over a C iterator, a few stores into
-        the slot, one attribute read. Everything else is bound to locals beforehand.
-        """
-        flags = self.flags
-        state = self.slot.state
-        count = self.slot.performs
-        heartbeat = self.slot.heartbeat
-        clock = time.monotonic
-        limit = self.options.max_performs
-        stamp = self.options.stamp_performs
-        done = 0
-        while True:
-            if flags.pending and self._attend():
-                return
-            if limit is not None and done >= limit:
-                return
-            budget = itertools.repeat(None) if limit is None else itertools.repeat(
-                None, limit - done)
-            state[0] = PERFORMING
-            if stamp:
-                for _ in budget:
-                    heartbeat[0] = clock()
-                    perform()
-                    done += 1
-                    count[0] = done
-                    if flags.pending:
-                        break
-            else:
-                for _ in budget:
-                    perform()
-                    done += 1
-                    count[0] = done
-                    if flags.pending:
-                        break
-            state[0] = IDLE
-
-    # the forking strategy ----------------------------------------------------------------
-
-    def _forking_loop(self, perform: Callable[[], object]) -> None:
-        """Fork per perform, let the child perform, wait for it; until stopped or done.
-
-        The worker blocks in ``waitpid`` and nothing else: signals interrupt it, their
-        handlers pass QUIT, ABRT and TERM on to the child (``self.child``), and the wait
-        goes on (PEP 475). The master's death arrives as the parent-death signal, or
-        from the lifeline thread where there is none.
-
-        What a perform costs beyond a bare fork/_exit/waitpid is mostly pages: each fork
-        write-protects every private page of the worker again, and the first write to
-        one, by the worker or by the child, copies it (a Python object is written as
-        soon as it is used: its reference count); and the child maps afresh the code of
-        every library it enters. So everything either side needs is bound to locals
-        beforehand; the worker touches the same few objects each time (a ``range``
-        counts, as in the bare loop), decodes the exit status only when it is not 0,
-        and stamps the start only when ``timeout`` is set (nothing else reads it), as in
-        the simple loop. The collector is frozen once for the whole loop, not around
-        each fork: the children's collections never walk (and so never write to) what
-        the worker held when the loop began, and the worker pays nothing per perform.
-
-        The child's code is written out in the loop, not in a function: a call there
-        costs more pages than the rest (the function, its cells, its code object, its
-        call site), and so would calls to Python helpers around C functions; the child
-        makes no object on the way that succeeds (plain ``try``). The worker's handlers
-        are inherited and do the right thing in the child: TERM re-raises with the
-        default action (there is no grandchild to pass it to), QUIT sets ``stopping``; a
-        signal's byte in the worker's self-pipe only wakes the worker for nothing. Per
-        perform the child:
-
-        - asks for KILL at the worker's death (a KILLed worker must not leave its
-          perform running), then checks that the worker did not die before it asked;
-        - arms the stack dump for ABRT: the worker's ABRT disposition is a Python
-          handler that passes it on, and the child inherits that, not faulthandler's.
-          It puts back faulthandler's, as ``_install_handlers`` saw it (faulthandler's
-          own state, armed, comes with the fork); where that could not be saved, or the
-          job turned faulthandler off, it calls ``rearm_stack_dumps`` (``disable`` puts
-          back the dispositions from before ``arm_stack_dumps``, ``enable`` installs
-          faulthandler's over them). Either way, an ABRT then dumps the child's stack
-          and ends it with SIGABRT (faulthandler re-raises it with the disposition from
-          before it was armed), which the worker logs; the next child arms its own;
-        - performs;
-        - flushes Python's buffers of stdout and stderr, which ``os._exit`` would drop,
-          as ``process.flush_std_streams`` does (written out, for the reasons above).
-        """
-        flags = self.flags
-        state = self.slot.state
-        count = self.slot.performs
-        heartbeat = self.slot.heartbeat
-        clock = time.monotonic
-        fork = os.fork
-        wait = os.waitpid
-        limit = self.options.max_performs
-        stamp = self.options.stamp_performs
-        numbers = itertools.count(1) if limit is None else range(1, limit + 1)
-        # for the child
-        ask_for_kill = process.parent_death_signal_call(signal.SIGKILL)
-        getppid = os.getppid
-        worker_pid = self.pid
-        arm_dump = self._arm_child_dump if faulthandler.is_enabled() else rearm_stack_dumps
-        exit_now = os._exit
-        ok, failed = EXIT_OK, EXIT_FAILED
-        gc.freeze()
-        try:
-            for done in numbers:
-                if flags.pending and self._attend():
-                    return
-                state[0] = PERFORMING
-                if stamp:
-                    heartbeat[0] = clock()
-                pid = fork()
-                if pid == 0:  # the perform's own process, to os._exit -------------------
-                    code = failed
-                    try:
-                        ask_for_kill()
-                        if getppid() != worker_pid:  # it died before we asked
-                            exit_now(failed)
-                        arm_dump()
-                        perform()
-                        code = ok
-                    except BaseException:
-                        self._perform_raised()
-                    finally:
-                        try:  # noqa: SIM105
-                            sys.stdout.flush()
-                        except Exception:  # closed, None or broken: nothing to save
-                            pass
-                        try:  # noqa: SIM105
-                            sys.stderr.flush()
-                        except Exception:
-                            pass
-                        exit_now(code)
-                self.child = pid
-                try:
-                    if flags.stop:  # QUIT came between fork() and the line above
-                        self._pass_on(signal.SIGQUIT)
-                    _, status = wait(pid, 0)
-                finally:
-                    self.child = None
-                count[0] = done
-                state[0] = IDLE
-                if status:
-                    self._perform_failed(pid, exit_status(status))
-        finally:
-            gc.unfreeze()
-
-    def _perform_raised(self) -> None:
-        """In the perform's process: log the exception (the exit status says failed)."""
-        with contextlib.suppress(Exception):
-            log_exception(self.logger, f"{self.label}: perform in pid={os.getpid()} raised")
-
-    def _perform_failed(self, pid: int, status: int) -> None:
-        """In the worker: a perform's process ended badly (exit status, or -signal)."""
-        how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
-        self.logger.error(f"{self.label}: perform in pid={pid} failed ({how})")
