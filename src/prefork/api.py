@@ -1,4 +1,4 @@
-"""The public ``Master``: the core and the POSIX adapter, wired together.
+"""The public ``Master``: it builds the parts, starts them, and reads snapshots.
 
 ``Master(job, workers=4, ...).run()`` blocks in the adapter's loop (signals, reaping,
 timeouts) until the core says the pool has stopped, and returns the exit code. Without
@@ -6,32 +6,42 @@ the loop, Sisyphus-style, ``start_worker()``, ``stop_worker()`` and ``stop_all()
 the same core one command at a time: no signal handler is installed and only the
 master's own children are reaped, so the program that embeds the master keeps both.
 
+The parts: the core (``Supervisor``), the POSIX loop, and ``_LiveSettings``, which holds
+the settings the pool runs with now and what each group's workers are given. The loop is
+handed plain callables (run a worker, read the config file, the hooks table, reopen the
+logs), never the ``Master``; the ``Master`` reads the pool through the core's
+``Snapshot``, never through the loop's records.
+
 A master is used once: after ``run()`` returns or ``stop_all()`` has stopped the pool,
 make a new one.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from prefork.child.runtime import RuntimeOptions, run_worker
 from prefork.core.errors import ConfigError
-from prefork.core.events import (
-    Event,
-    Reload,
-    Signal,
-    StartWorker,
-    StopAll,
-    StopWorker,
-)
+from prefork.core.events import Event, Reload, Signal, StartWorker, StopAll, StopWorker
 from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
+from prefork.core.snapshot import Snapshot
 from prefork.core.supervisor import Supervisor
-from prefork.options import DEFAULTS, Settings, build_settings, reload_pool
+from prefork.options import (
+    BY_NAME,
+    MASTER_HOOKS,
+    OPTIONS,
+    Settings,
+    build_settings,
+    describe_default,
+    reread,
+)
 from prefork.posix import process
 from prefork.posix.loop import Handoff, PosixLoop
 
@@ -40,71 +50,21 @@ class Master:
     """A pool of pre-forked workers running ``job``.
 
     ``job`` is a ``prefork.Job`` subclass (instantiated here) or instance, any object
-    with ``perform()``, or a function (one that takes an argument gets the worker
-    context). Options are described in docs/guide.md; a bad one raises
-    ``prefork.ConfigError`` naming it.
+    with ``perform()``, a function (one that takes an argument gets the worker context),
+    or ``"MODULE:ATTR"`` naming one; it may also come from ``config_file``. The options
+    are keyword arguments with the names of the config file's keys and the command's
+    flags; keyword arguments win over the file, at start and after every HUP. An unknown
+    or bad one raises ``prefork.ConfigError`` naming it. docs/guide.md has the table.
+
+    Options (default; ``group``: each pool has its own; ``restart``: HUP cannot change it):
     """
 
-    def __init__(
-        self,
-        job: object,
-        *,
-        workers: int = 1,
-        strategy: str = "simple",
-        timeout: float | None = DEFAULTS["timeout"],
-        setup_timeout: float | None = DEFAULTS["setup_timeout"],
-        graceful_timeout: float = DEFAULTS["graceful_timeout"],
-        kill_timeout: float = DEFAULTS["kill_timeout"],
-        graceful_term: bool = DEFAULTS["graceful_term"],
-        max_workers: int | None = DEFAULTS["max_workers"],
-        max_performs: int | None = DEFAULTS["max_performs"],
-        restart_backoff: float = DEFAULTS["restart_backoff"],
-        restart_backoff_max: float = DEFAULTS["restart_backoff_max"],
-        max_restarts: int | None = DEFAULTS["max_restarts"],
-        restart_period: float = DEFAULTS["restart_period"],
-        logger: Any = None,
-        name: str = DEFAULTS["name"],
-        pidfile: str | os.PathLike[str] | None = None,
-        log_file: str | os.PathLike[str] | None = None,
-        before_fork: Any = None,
-        after_fork: Any = None,
-        before_exit: Any = None,
-        on_worker_exit: Any = None,
-        when_ready: Any = None,
-        config_file: str | None = None,
-        job_ref: str | None = None,
-    ) -> None:
-        self.settings: Settings = build_settings(
-            job,
-            config_file=config_file,
-            job_ref=job_ref,
-            workers=workers,
-            strategy=strategy,
-            timeout=timeout,
-            setup_timeout=setup_timeout,
-            graceful_timeout=graceful_timeout,
-            kill_timeout=kill_timeout,
-            graceful_term=graceful_term,
-            max_workers=max_workers,
-            max_performs=max_performs,
-            restart_backoff=restart_backoff,
-            restart_backoff_max=restart_backoff_max,
-            max_restarts=max_restarts,
-            restart_period=restart_period,
-            logger=logger,
-            name=name,
-            pidfile=pidfile,
-            log_file=log_file,
-            before_fork=before_fork,
-            after_fork=after_fork,
-            before_exit=before_exit,
-            on_worker_exit=on_worker_exit,
-            when_ready=when_ready,
-        )
+    def __init__(self, job: object = None, **options: Any) -> None:
+        self.settings: Settings = build_settings(job, **options)
         self.logger = self.settings.logger
         _quiet_transitions()
-        self._options: RuntimeOptions | None = None
-        self._options_of: Settings | None = None  # the settings _options were made from
+        self._supervisor: Supervisor | None = None
+        self._live: _LiveSettings | None = None
         self._loop: PosixLoop | None = None
         self._mode: str | None = None  # "run" or "api", fixed by the first call
         self.exit_code: int | None = None
@@ -112,7 +72,7 @@ class Master:
     @property
     def pids(self) -> list[int]:
         """The pids of the live workers (forked, not reaped yet)."""
-        return [] if self._loop is None else list(self._loop.workers)
+        return [] if self._supervisor is None else self._snapshot().pids()
 
     # the run loop --------------------------------------------------------------------------
 
@@ -132,7 +92,7 @@ class Master:
                 raise ConfigError("log_file", settings.log_file,
                                   f"cannot be opened ({error.strerror})") from None
         if settings.pidfile:
-            self._claim_pidfile(settings.pidfile)
+            _claim_pidfile(settings.pidfile)
         try:
             code = loop.run()
         finally:
@@ -142,29 +102,19 @@ class Master:
         self.exit_code = code
         return code
 
-    def _claim_pidfile(self, path: str) -> None:
-        other = process.read_pidfile(path)
-        if other is not None and other != os.getpid():
-            raise ConfigError("pidfile", path, f"names pid {other}, which is still running")
-        process.write_pidfile(path, os.getpid())
-
-    def _when_ready(self) -> None:
-        hook = self.settings.hooks.when_ready
-        if hook is not None:
-            hook(self)
-
     # the API without the loop --------------------------------------------------------------
 
     def start_worker(self) -> int:
         """Fork one more worker; return its pid once forked (setup may still be running)."""
         loop = self._loop_for("api")
         loop.turn(block=False)
-        before = len(loop.forked)
+        before = set(self.pids)
         loop.feed(StartWorker())
-        if len(loop.forked) == before:
+        started = [pid for pid in self.pids if pid not in before]
+        if not started:
             raise RuntimeError("no worker was started (see the log: max_workers reached, "
                                "fork failed, or the pool is stopping)")
-        return loop.forked[-1]
+        return started[-1]
 
     def stop_worker(self) -> int | None:
         """Stop one worker gracefully and wait until it has exited; return its pid.
@@ -173,15 +123,12 @@ class Master:
         """
         loop = self._loop_for("api")
         loop.turn(block=False)
-        already = {w.pid for w in loop.supervisor.workers if w.stop_signal is not None}
+        already = set(self._snapshot().pids(stopping=True))
         loop.feed(StopWorker())
-        stopping = [
-            w.pid for w in loop.supervisor.workers
-            if w.stop_signal is not None and w.pid not in already
-        ]
+        stopping = [pid for pid in self._snapshot().pids(stopping=True) if pid not in already]
         if not stopping:
             return None
-        loop.wait_until(lambda: not any(pid in loop.workers for pid in stopping))
+        loop.wait_until(lambda: not set(stopping).intersection(self.pids))
         return stopping[-1]
 
     def stop_all(self) -> int:
@@ -190,98 +137,143 @@ class Master:
         loop.feed(StopAll())
         loop.wait_until(lambda: False)
         loop.close()
-        self.exit_code = loop.exit_code if loop.exit_code is not None else 0
+        self.exit_code = self._snapshot().exit_code
         return self.exit_code
 
     # wiring --------------------------------------------------------------------------------
+
+    def _snapshot(self) -> Snapshot:
+        assert self._supervisor is not None
+        return self._supervisor.snapshot()
 
     def _loop_for(self, mode: str) -> PosixLoop:
         if self.exit_code is not None:
             raise RuntimeError("this master has stopped; make a new one")
         if self._loop is None:
             self._mode = mode
-            self._loop = self._make_loop(mode)
+            self._loop = self._build(mode)
             if mode == "api":
                 self._loop.boot()
         elif mode == "run" and self._mode == "api":
             raise RuntimeError("run() cannot follow start_worker(): use one or the other")
         return self._loop
 
-    def _make_loop(self, mode: str) -> PosixLoop:
+    def _build(self, mode: str) -> PosixLoop:
+        """The parts, wired: the core, the live settings, and the loop that drives them."""
         settings = self.settings
         pool = settings.pool
         if mode == "api":  # the API starts with no worker: start_worker() adds them
             pool = replace(pool, groups=tuple(replace(group, workers=0) for group in pool.groups))
-        self._worker_options()  # made here, before any fork, rather than in each worker
+        supervisor = Supervisor(pool)
+        live = _LiveSettings(settings, self.logger)
+        self._supervisor, self._live = supervisor, live
         return PosixLoop(
-            Supervisor(pool),
-            self._worker_main,
+            supervisor,
+            live.run_worker,
             self.logger,
             handle_signals=mode == "run",
             set_titles=mode == "run",
-            scan_every=scan_interval(pool),
-            on_reopen_logs=self._reopen_logs,
-            before_fork=settings.hooks.before_fork,
-            on_worker_exit=settings.hooks.on_worker_exit,
-            on_ready=self._when_ready,
-            translate_signal=self._translate_signal,
+            reopen_logs=_log_reopener(settings.log_file, self.logger),
+            hooks=_master_hooks(settings, supervisor.snapshot),
+            read_config=live.read_config,
+            # until the core asks for the file itself with ReadConfig
+            translate_signal=_reload_on_hup(live, self.logger),
         )
 
-    def _worker_main(self, spec: Handoff) -> int:
-        return run_worker(spec, self._worker_options())
 
-    def _worker_options(self) -> RuntimeOptions:
-        """What the workers run with, made once per ``settings``.
+class _LiveSettings:
+    """The settings the pool runs with now, and each group's ``RuntimeOptions``.
 
-        The master makes them before it forks (and again when a reload changed the
-        settings), so a new worker finds them made: made in the worker, they would cost
-        it the pages that making them writes, each one copied from the master.
-        """
-        settings = self.settings
-        if self._options is None or self._options_of is not settings:
-            self._options = RuntimeOptions(
-                job=settings.job,
-                logger=settings.logger,
-                strategy=settings.strategy,
-                max_performs=settings.pool.groups[0].max_performs,
-                stamp_performs=settings.pool.groups[0].timeout is not None,
-                name=settings.pool.name,
-                log_file=settings.log_file,
-                after_fork=settings.hooks.after_fork,
-                before_exit=settings.hooks.before_exit,
-            )
-            self._options_of = settings
-        return self._options
+    The options are made in the master, before it forks (and again when a HUP loaded new
+    settings), so a new worker finds them made: made in the worker, they would cost it the
+    pages that making them writes, each one copied from the master.
+    """
 
-    def _reopen_logs(self) -> None:
-        if self.settings.log_file:
-            process.redirect_output(self.settings.log_file)
-        process.reopen_log_handlers(self.logger)
-        self.logger.info("reopened the log files (USR1)")
+    def __init__(self, settings: Settings, logger: Any) -> None:
+        self.logger = logger
+        self.runtime: dict[str, RuntimeOptions] = {}
+        self._take(settings)
 
-    def _translate_signal(self, event: Signal) -> Event:
-        """HUP with a config file: read it again (a bad file keeps the old config)."""
-        if event.signo is not Sig.HUP or self.settings.config_file is None:
-            return event
-        at = event.at
-        try:
-            settings, pool = reload_pool(self.settings)
-        except ConfigError as error:
-            self.logger.error(f"config file not reloaded, keeping the old config: {error}")
-            return Signal(Sig.HUP, at=at)
+    def _take(self, settings: Settings) -> None:
         self.settings = settings
-        self._worker_options()
-        if self._loop is not None:
-            self._loop.scan_every = scan_interval(pool)
-        self.logger.info(f"config file {settings.config_file} reloaded")
-        return Reload(pool, at=at)
+        self.runtime = {group.name: runtime_options(settings, group.name)
+                        for group in settings.groups}
+
+    def run_worker(self, spec: Handoff) -> int:
+        """The body of a freshly forked worker of ``spec.group``."""
+        return run_worker(spec, self.runtime[spec.group])
+
+    def read_config(self, path: str) -> PoolConfig:
+        """Read the config file again (HUP); raises ``ConfigError`` when it is bad, and
+        then nothing changes. Workers forked from now on run with what it says."""
+        settings, notes = reread(self.settings, path)
+        for note in notes:
+            self.logger.warning(note)
+        self._take(settings)
+        return settings.pool
 
 
-def scan_interval(pool: PoolConfig) -> float | None:
-    """How often the loop must read the scoreboard: the shortest perform ``timeout`` of
-    any group (None: no group has one, so no scan is needed)."""
-    timeouts = [group.timeout for group in pool.groups if group.timeout is not None]
-    return min(timeouts, default=None)
+def runtime_options(settings: Settings, group: str) -> RuntimeOptions:
+    """What the workers of ``group`` run with: its job, strategy and group options."""
+    own, core = settings.group(group), settings.pool.group(group)
+    return RuntimeOptions(
+        job=own.job,
+        logger=settings.logger,
+        strategy=own.strategy,
+        max_performs=core.max_performs,
+        stamp_performs=core.timeout is not None,
+        name=settings.pool.name,
+        log_file=settings.log_file,
+        after_fork=settings.after_fork,
+        before_exit=settings.before_exit,
+    )
+
+
+def _master_hooks(settings: Settings,
+                  snapshot: Callable[[], Snapshot]) -> dict[str, Callable[..., Any]]:
+    """The hooks the loop runs in the master, by name. ``when_ready`` is handed a
+    snapshot of the pool (the loop knows nothing of the ``Master``)."""
+    hooks = {name: hook for name, hook in settings.hooks.items() if name in MASTER_HOOKS}
+    when_ready = hooks.get("when_ready")
+    if when_ready is not None:
+        hooks["when_ready"] = lambda *_: when_ready(snapshot())
+    return hooks
+
+
+def _log_reopener(log_file: str | None, logger: Any) -> Callable[[], None]:
+    def reopen_logs() -> None:
+        if log_file:
+            process.redirect_output(log_file)
+        process.reopen_log_handlers(logger)
+        logger.info("reopened the log files (USR1)")
+
+    return reopen_logs
+
+
+def _reload_on_hup(live: _LiveSettings, logger: Any) -> Callable[[Signal], Event]:
+    """HUP with a config file: read it, and hand the core ``Reload`` (a bad file keeps
+    the old config). Goes once the core emits ``ReadConfig`` on HUP itself."""
+
+    def translate(event: Signal) -> Event:
+        path = live.settings.config_file
+        if event.signo is not Sig.HUP or path is None:
+            return event
+        try:
+            pool = live.read_config(path)
+        except ConfigError as error:
+            logger.error(f"config file not reloaded, keeping the old config: {error}")
+            return event
+        logger.info(f"config file {path} reloaded")
+        return Reload(pool, at=event.at)
+
+    return translate
+
+
+def _claim_pidfile(path: str) -> None:
+    other = process.read_pidfile(path)
+    if other is not None and other != os.getpid():
+        raise ConfigError("pidfile", path, f"names pid {other}, which is still running")
+    process.write_pidfile(path, os.getpid())
 
 
 def _quiet_transitions() -> None:
@@ -291,3 +283,33 @@ def _quiet_transitions() -> None:
     chatty = logging.getLogger("transitions")
     if chatty.level == logging.NOTSET:
         chatty.setLevel(logging.WARNING)
+
+
+# --- Master's signature and docstring, from the registry -------------------------------------
+
+def _documented_options() -> str:
+    lines = []
+    for option in OPTIONS:
+        if option.name == "job":
+            continue
+        marks = ", ".join(filter(None, (
+            describe_default(option),
+            "group" if option.scope == "group" else "",
+            "" if option.reloadable else "restart",
+        )))
+        lines.append(f"    ``{option.name}`` ({marks}): {option.doc}")
+    return "\n".join(lines) + "\n"
+
+
+def _signature() -> inspect.Signature:
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Signature([
+        inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("job", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+        *(inspect.Parameter(name, keyword, default=option.default)
+          for name, option in BY_NAME.items() if name != "job"),
+    ])
+
+
+Master.__doc__ = (Master.__doc__ or "") + "\n" + _documented_options()
+Master.__init__.__signature__ = _signature()  # type: ignore[attr-defined]

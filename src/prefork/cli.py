@@ -2,9 +2,10 @@
 
 ``prefork run MODULE:ATTR [--workers N] ...`` (or ``prefork run --config FILE``) runs a
 pool until it is stopped: a Job class is instantiated, an instance or a function is
-used as is. Every option of ``prefork.Master`` is a ``--kebab-case`` flag; flags win
-over the config file. The log goes to stderr (or ``--log-file``), one line per
-transition.
+used as is. Every option of ``prefork.Master`` that has a text form is a
+``--kebab-case`` flag, made from the option registry (``prefork.options``); flags win
+over the config file, at start and after every HUP. The log goes to stderr (or
+``--log-file``), one line per transition.
 
 Exit status: 0 after a clean stop, 2 on bad usage or a bad option or job (one clear line
 on stderr, no traceback), 1 otherwise (the master gave up on a crash loop, or crashed).
@@ -15,14 +16,14 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
-import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from prefork import __version__
+from prefork.core.core_options import Option, Seconds
 from prefork.core.errors import ConfigError
-from prefork.options import LOGGER_NAME, STRATEGIES, import_job, load_file
+from prefork.options import LOGGER_NAME, OPTIONS, describe_default, from_text
 
 PROG = "prefork"
 EXIT_OK = 0
@@ -44,67 +45,47 @@ class _RunParser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
 
 
-def _count(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+def _flag_type(option: Option) -> Callable[[str], Any]:
+    """The argparse type of ``option``'s flag: its kind's ``parse``, with argparse's
+    wording for a value that does not read (a bad value that reads is the option's
+    ``ConfigError``, raised when the master is built)."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = option.kind.parse(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        # seconds from a flag are floats, as the command has always given them
+        return float(value) if isinstance(option.kind, Seconds) and value is not None else value
+
+    parse.__name__ = option.name
+    return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if math.isnan(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds")
-    return value
+def _flag_help(option: Option) -> str:
+    default = "" if option.default is None else f" (default {describe_default(option)})"
+    return f"{option.doc}{default}".replace("%", "%%")
 
 
-def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """A value that may also be ``none`` (or ``off``): the option turned off."""
-
-    def parse_optional(text: str) -> Any:
-        return None if text.strip().lower() in ("none", "off") else parse(text)
-
-    parse_optional.__name__ = parse.__name__
-    return parse_optional
-
-
-def _boolean(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+def _add_option_flags(run: argparse.ArgumentParser) -> None:
+    """One flag per option of the registry that has a text form (the job is the
+    positional argument). A short flag (``-w``) is a second, silent argument of its own,
+    so that an error names the flag that was typed."""
+    for option in FLAG_OPTIONS:
+        parse, metavar = _flag_type(option), _METAVARS.get(option.name, option.kind.metavar)
+        names = [*_FLAG_ALIASES.get(option.name, ()), option.flag]
+        text = _flag_help(option) + (f" (also {option.short})" if option.short else "")
+        run.add_argument(*names, dest=option.name, type=parse, metavar=metavar,
+                         default=None, help=text)
+        if option.short:
+            run.add_argument(option.short, dest=option.name, type=parse, metavar=metavar,
+                             default=None, help=argparse.SUPPRESS)
 
 
-# (option, type, metavar, help); every option of prefork.Master but the Python-only ones
-_RUN_OPTIONS: tuple[tuple[str, Callable[[str], Any], str, str], ...] = (
-    ("workers", _count, "N", "workers to keep running (default 1)"),
-    ("strategy", str, "|".join(STRATEGIES),
-     "simple: perform in the worker; forking: each perform in a child (default simple)"),
-    ("timeout", _optional(_seconds), "SECONDS",
-     "kill a perform that shows no sign of life for this long (default off)"),
-    ("setup_timeout", _optional(_seconds), "SECONDS", "how long setup() may take (default 60)"),
-    ("graceful_timeout", _seconds, "SECONDS",
-     "after a graceful stop, KILL stragglers after this long (default 30)"),
-    ("kill_timeout", _seconds, "SECONDS",
-     "after TERM or a timeout, KILL stragglers after this long (default 10)"),
-    ("graceful_term", _boolean, "BOOL",
-     "TERM stops gracefully, like QUIT (for systemd, Docker, Kubernetes)"),
-    ("max_workers", _optional(_count), "N", "TTIN never goes above this"),
-    ("max_performs", _optional(_count), "N", "a worker retires after this many performs"),
-    ("restart_backoff", _seconds, "SECONDS", "delay before a repeatedly crashing slot respawns"),
-    ("restart_backoff_max", _seconds, "SECONDS", "the back-off doubles up to this"),
-    ("max_restarts", _optional(_count), "N",
-     "give up (exit 1) after more crashes than this within --restart-period"),
-    ("restart_period", _seconds, "SECONDS", "the window of --max-restarts"),
-    ("name", str, "NAME", "process titles and log lines (default prefork)"),
-    ("pidfile", str, "PATH", "write the master's pid here"),
-    ("log_file", str, "PATH", "log here instead of stderr (USR1 reopens it)"),
-)
+# every option of prefork.Master that has a text form, but the job (an argument)
+FLAG_OPTIONS = tuple(option for option in OPTIONS if from_text(option) and option.name != "job")
+_FLAG_ALIASES = {"config_file": ("-c", "--config")}
+_METAVARS = {"config_file": "FILE", "name": "NAME"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,11 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     run.add_argument("job", nargs="?", metavar="MODULE:ATTR", help="the job to run")
-    run.add_argument("--config", metavar="FILE",
-                     help="a TOML file of options (and job = 'MODULE:ATTR'); HUP rereads it")
-    for name, parse, metavar, text in _RUN_OPTIONS:
-        run.add_argument(f"--{name.replace('_', '-')}", dest=name, type=parse,
-                         metavar=metavar, default=None, help=text)
+    _add_option_flags(run)
     run.add_argument("--log-level", choices=LOG_LEVELS, default=None,
                      help="the least severe level logged (default info)")
     return parser
@@ -176,28 +153,14 @@ def run(args: argparse.Namespace) -> int:
     """``prefork run``: build the master, run it, return its exit status."""
     from prefork.api import Master  # not at import time: --version stays fast
 
-    options: dict[str, Any] = {}
+    given = {option.name: getattr(args, option.name) for option in FLAG_OPTIONS
+             if getattr(args, option.name) is not None}
+    if not args.job and "config_file" not in given:
+        return _usage("run: give the job as MODULE:ATTR (or job = ... in --config FILE)")
     try:
-        if args.config:
-            options.update(load_file(args.config))
-        for name, *_ in _RUN_OPTIONS:
-            value = getattr(args, name)
-            if value is not None:
-                options[name] = value
-        job_ref = args.job or options.pop("job", None)
-        options.pop("job", None)
-        if not job_ref:
-            return _usage("run: give the job as MODULE:ATTR (or job = ... in --config FILE)")
-        if not isinstance(job_ref, str):
-            raise ConfigError("job", job_ref, "must be a string MODULE:ATTR")
-        level = (args.log_level or "info").upper()
-        logger = _configure_logging(level, options.get("log_file"))
-        job = import_job(job_ref)
-        master = Master(job, logger=logger, config_file=args.config, job_ref=job_ref,
-                        **options)
+        logger = _configure_logging((args.log_level or "info").upper())
+        master = Master(args.job, logger=logger, **given)
     except ConfigError as error:
-        return _usage(str(error))
-    except TypeError as error:  # an option of the wrong kind in a config file
         return _usage(str(error))
     try:
         code = master.run()
@@ -212,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _configure_logging(level: str, log_file: str | None) -> logging.Logger:
+def _configure_logging(level: str) -> logging.Logger:
     """The ``prefork`` logger, to stderr: the master's ``log_file`` is fd 2 redirected.
 
     (Workers inherit fd 2, and faulthandler's stack dumps are written there too, so one

@@ -1,4 +1,4 @@
-"""User-facing options: validated once, every bad value named."""
+"""User-facing options: one registry, validated once, every bad value named."""
 
 from __future__ import annotations
 
@@ -8,9 +8,18 @@ import sys
 
 import pytest
 
+from prefork.core.core_options import CORE_OPTIONS
 from prefork.core.errors import ConfigError
 from prefork.job import Job, WorkerContext, job_spec
-from prefork.options import Hooks, Settings, build_settings, import_job, load_file
+from prefork.options import (
+    BY_NAME,
+    OPTIONS,
+    build_settings,
+    import_job,
+    in_files,
+    load_file,
+    reread,
+)
 
 
 class Mailer(Job):
@@ -29,7 +38,7 @@ def with_context(worker: WorkerContext) -> None:
 def test_defaults_build_a_one_worker_simple_pool() -> None:
     settings = build_settings(perform)
     assert settings.pool.workers_of("default") == 1
-    assert settings.strategy == "simple"
+    assert settings.group("default").strategy == "simple"
     assert settings.logger is logging.getLogger("prefork")
 
 
@@ -120,17 +129,105 @@ def test_config_files_take_kebab_or_snake_case_and_refuse_the_unknown(tmp_path) 
         load_file(str(broken))
 
 
-def test_settings_and_hooks_are_immutable_and_the_logger_defaults_late() -> None:
+def test_settings_are_immutable_and_the_logger_defaults_late() -> None:
     settings = build_settings(perform, workers=2)
     with pytest.raises(AttributeError):
-        settings.strategy = "forking"  # type: ignore[misc]
+        settings.pidfile = "x.pid"  # type: ignore[misc]
     with pytest.raises(AttributeError):
-        settings.hooks.after_fork = print  # type: ignore[misc]
+        settings.group("default").strategy = "forking"  # type: ignore[misc]
     assert settings == build_settings(perform, workers=2)
-    bare = Settings(settings.job, settings.pool)
-    assert bare.logger is logging.getLogger("prefork"), "omitted: the prefork logger"
-    assert bare.hooks == Hooks() and bare.strategy == "simple" and bare.pidfile is None
-    assert Settings(settings.job, settings.pool, logger=None).logger is None, "given: kept"
+    assert settings.logger is logging.getLogger("prefork"), "omitted: the prefork logger"
+    assert settings.hooks == {} and settings.pidfile is None
+    given = logging.getLogger("mine")
+    assert build_settings(perform, logger=given).logger is given, "given: kept"
+
+
+def test_the_registry_declares_each_option_once_with_the_cores_first() -> None:
+    names = [option.name for option in OPTIONS]
+    assert len(names) == len(set(names))
+    assert OPTIONS[: len(CORE_OPTIONS)] == CORE_OPTIONS
+    for option in OPTIONS:
+        assert option.scope in ("master", "group") and option.doc, option.name
+        assert option.kind.why_not(option.default) is None, option.name
+
+
+def test_python_only_options_are_refused_in_a_file_by_name(tmp_path) -> None:
+    refused = {name for name, option in BY_NAME.items() if not in_files(option)}
+    assert refused == {"logger", "before_fork", "after_fork", "before_exit",
+                       "on_worker_exit", "when_ready", "config_file"}
+    config = tmp_path / "logger.toml"
+    config.write_text('logger = "x"\n')
+    with pytest.raises(ConfigError) as error:
+        load_file(str(config))
+    assert str(error.value) == f"logger='x': cannot be set in a config file (in {config})"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("workers = -1", "workers=-1: must be a whole number >= 0"),
+     ('strategy = "threads"', "strategy='threads': must be one of simple, forking"),
+     ('timeout = "5"', "timeout='5': must be a number of seconds")],
+)
+def test_a_bad_value_in_a_file_names_the_option_and_the_file(tmp_path, text, message) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text + "\n")
+    with pytest.raises(ConfigError) as error:
+        load_file(str(config))
+    assert str(error.value) == f"{message} (in {config})"
+
+
+def test_keyword_options_win_over_the_file(tmp_path) -> None:
+    config = tmp_path / "prefork.toml"
+    config.write_text('job = "logging:getLogger"\nworkers = 3\ntimeout = 5\n')
+    settings = build_settings(config_file=str(config), workers=2)
+    assert settings.pool.workers_of("default") == 2, "the keyword wins"
+    assert settings.pool.group("default").timeout == 5, "the file gives what was not given"
+    assert settings.group("default").job.target is logging.getLogger
+    assert build_settings(perform, config_file=config).group("default").job.target is perform
+
+
+def test_a_job_is_needed_from_somewhere() -> None:
+    with pytest.raises(ConfigError) as error:
+        build_settings(workers=1)
+    assert error.value.option == "job"
+    assert "is missing" in str(error.value)
+
+
+def test_each_group_has_its_own_strategy_and_job() -> None:
+    settings = build_settings(
+        perform, timeout=5,
+        groups={"mail": {"workers": 2, "strategy": "forking"}, "sms": 1,
+                "ctx": {"job": with_context, "max_performs": 3}},
+    )
+    assert [g.strategy for g in settings.groups] == ["forking", "simple", "simple"]
+    assert settings.group("ctx").job.takes_context and not settings.group("sms").job.takes_context
+    assert settings.pool.group("ctx").max_performs == 3
+    assert settings.pool.group("mail").timeout == 5, "a top-level group option: every group"
+    with pytest.raises(ConfigError) as error:
+        build_settings(perform, groups={"mail": {"strategy": "threads"}})
+    assert str(error.value).startswith("groups.mail.strategy='threads': must be one of")
+    with pytest.raises(ConfigError) as error:
+        build_settings(perform, groups={"mail": {"job": 42}})
+    assert error.value.option == "groups.mail.job"
+
+
+def test_a_reread_keeps_what_was_given_and_what_needs_a_restart(tmp_path) -> None:
+    config = tmp_path / "prefork.toml"
+    config.write_text('workers = 3\nstrategy = "forking"\n')
+    running = build_settings(perform, config_file=str(config), workers=1)
+    config.write_text(f'workers = 4\nmax_performs = 9\npidfile = "{tmp_path}/x.pid"\n')
+    fresh, notes = reread(running, str(config))
+    assert fresh.pool.workers_of("default") == 1, "the keyword still wins"
+    assert fresh.pool.group("default").max_performs == 9
+    assert fresh.group("default").strategy == "simple", "gone from the file: the default"
+    assert fresh.pidfile is None, "a pid file needs a restart"
+    assert fresh.group("default").job is running.group("default").job, "not rebuilt"
+    assert notes == [f"pidfile changed in {config}: it needs a restart, so None stays in force"]
+    again, notes_again = reread(fresh, str(config))
+    assert again.pidfile is None and len(notes_again) == 1, "said on every HUP it differs"
+    config.write_text("workers = [\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        reread(fresh, str(config))
 
 
 def test_importing_prefork_leaves_the_toml_parser_to_config_files() -> None:

@@ -1,33 +1,103 @@
-"""The public Master's wiring that needs no fork: the options its workers are given."""
+"""The public Master's wiring that needs no fork: its keywords, and what its parts get."""
 
 from __future__ import annotations
 
-from prefork.api import Master
+import inspect
+import logging
+
+import pytest
+
+import prefork
+from prefork.api import Master, _LiveSettings, _master_hooks, runtime_options
+from prefork.core.errors import ConfigError
 from prefork.core.events import Reload, Signal
 from prefork.core.signals import Sig
-from prefork.options import build_settings
+from prefork.core.snapshot import Snapshot
+from prefork.options import OPTIONS, build_settings
 
 
 def perform() -> None:
     pass
 
 
-def test_the_workers_options_are_made_once_per_settings() -> None:
-    master = Master(perform, workers=1, max_performs=5)
-    options = master._worker_options()
-    assert master._worker_options() is options, "made once, not in every worker"
-    assert (options.max_performs, options.strategy) == (5, "simple")
-    master.settings = build_settings(perform, workers=1, max_performs=7, strategy="forking")
-    fresh = master._worker_options()
-    assert (fresh.max_performs, fresh.strategy) == (7, "forking")
+def test_an_unknown_keyword_raises_config_error_naming_it() -> None:
+    with pytest.raises(ConfigError) as error:
+        Master(perform, wrokers=2)
+    assert str(error.value) == "wrokers=2: is not a prefork option"
 
 
-def test_a_reloaded_config_file_reaches_the_workers_forked_after_it(tmp_path) -> None:
+def test_the_signature_and_docstring_list_every_option() -> None:
+    parameters = inspect.signature(Master).parameters
+    assert next(iter(parameters)) == "job"
+    doc = inspect.getdoc(Master) or ""
+    for option in OPTIONS:
+        if option.name != "job":
+            assert parameters[option.name].default == option.default
+            assert f"``{option.name}``" in doc
+
+
+def test_a_job_can_be_named_by_module_and_attribute() -> None:
+    master = prefork.Master("logging:getLogger", workers=0)
+    assert master.settings.group("default").job.target is logging.getLogger
+
+
+def test_each_group_gets_its_own_runtime_options() -> None:
+    settings = build_settings(
+        perform, name="mail", groups={"a": {"workers": 1, "strategy": "forking",
+                                            "max_performs": 5, "timeout": 3},
+                                      "b": 2},
+    )
+    a, b = runtime_options(settings, "a"), runtime_options(settings, "b")
+    assert (a.strategy, a.max_performs, a.stamp_performs) == ("forking", 5, True)
+    assert (b.strategy, b.max_performs, b.stamp_performs) == ("simple", None, False)
+    assert a.name == b.name == "mail"
+
+
+def test_the_workers_options_are_made_once_per_settings(tmp_path) -> None:
     config = tmp_path / "prefork.toml"
     config.write_text("workers = 1\nmax_performs = 5\n")
-    master = Master(perform, workers=1, max_performs=5, config_file=str(config))
-    assert master._worker_options().max_performs == 5
+    live = _LiveSettings(build_settings(perform, config_file=str(config)), logging.getLogger())
+    made = live.runtime["default"]
+    assert made.max_performs == 5
+    assert live.runtime["default"] is made, "made once, not in every worker"
+    config.write_text('workers = 2\nmax_performs = 7\nstrategy = "forking"\n')
+    pool = live.read_config(str(config))
+    assert pool.workers_of("default") == 2
+    fresh = live.runtime["default"]
+    assert (fresh.max_performs, fresh.strategy) == (7, "forking"), "made in the master"
+
+
+def test_a_bad_config_file_changes_nothing(tmp_path) -> None:
+    config = tmp_path / "prefork.toml"
+    config.write_text("workers = 1\n")
+    live = _LiveSettings(build_settings(perform, config_file=str(config)), logging.getLogger())
+    before = (live.settings, live.runtime)
+    config.write_text("workers = -1\n")
+    with pytest.raises(ConfigError, match="workers=-1"):
+        live.read_config(str(config))
+    assert (live.settings, live.runtime) == before
+
+
+def test_a_reloaded_config_file_reaches_the_core_on_hup(tmp_path) -> None:
+    """Until the core asks for the file with ReadConfig, HUP is turned into Reload."""
+    config = tmp_path / "prefork.toml"
+    config.write_text("workers = 1\nmax_performs = 5\n")
+    master = Master(perform, config_file=str(config))
+    loop = master._build("run")
     config.write_text("workers = 1\nmax_performs = 7\n")
-    assert isinstance(master._translate_signal(Signal(Sig.HUP)), Reload)
-    assert master._options_of is master.settings, "made in the master, before any fork"
-    assert master._worker_options().max_performs == 7
+    assert loop.translate_signal is not None
+    reload = loop.translate_signal(Signal(Sig.HUP))
+    assert isinstance(reload, Reload) and reload.config.group("default").max_performs == 7
+    assert master._live is not None and master._live.runtime["default"].max_performs == 7
+    loop.close()
+
+
+def test_when_ready_is_handed_a_snapshot_not_the_master() -> None:
+    seen: list[object] = []
+    settings = build_settings(perform, when_ready=seen.append, before_fork=print,
+                              after_fork=print)
+    picture = Snapshot("running", (("default", 1),), (), 0)
+    hooks = _master_hooks(settings, lambda: picture)
+    assert set(hooks) == {"when_ready", "before_fork"}, "after_fork runs in the worker"
+    hooks["when_ready"]()
+    assert seen == [picture]

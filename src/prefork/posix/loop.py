@@ -21,7 +21,16 @@ hands it to the core as events, in this order:
 
 For each event the core returns effects, which the loop carries out in order. A
 ``Spawn`` forks at once; its answer (``Forked`` or ``ForkFailed``) is queued ahead of
-every other event, which is the one promise the adapter makes to the core.
+every other event, which is the one promise the adapter makes to the core. A
+``ReadConfig`` is answered the same way, at once and ahead of everything but the forks'
+answers, with ``ConfigLoaded`` or ``ConfigRejected``.
+
+The loop asks nothing of the public API. What needs the world outside it comes in as
+plain callables at construction: ``worker_main`` (the body of a worker), ``read_config``
+(read and validate a config file into a ``PoolConfig``, raising ``ConfigError``), the
+``hooks`` table that ``RunHook`` effects name (a hook that raises is logged with its
+traceback, never fatal), and ``reopen_logs``. A ``Reply`` goes to whoever asked with
+``ask_status``.
 
 Sleeping: with nothing to time, ``poll`` gets no timeout at all, so an idle pool costs
 no wake-ups. Workers do not wake the master per perform; they write the scoreboard. So
@@ -54,20 +63,37 @@ import select
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
-from prefork.core.effects import Effect, Exit, Kill, Log, ReopenLogs, SetTitle, Spawn, WakeAt
+from prefork.core.effects import (
+    Effect,
+    Exit,
+    Kill,
+    Log,
+    ReadConfig,
+    ReopenLogs,
+    Reply,
+    RunHook,
+    SetTitle,
+    Spawn,
+    WakeAt,
+)
+from prefork.core.errors import ConfigError
 from prefork.core.events import (
     Boot,
     ChildExited,
+    ConfigLoaded,
+    ConfigRejected,
     Event,
     Forked,
     ForkFailed,
     Observed,
     Signal,
+    Status,
     Tick,
 )
+from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
 from prefork.core.supervisor import Supervisor
 from prefork.posix import process
@@ -120,14 +146,11 @@ class _Worker:
         self.last = last
 
 
-def _call_hook(logger: Any, name: str, hook: Callable[..., Any] | None, *args: Any) -> None:
-    """Run a user hook in the master; an exception is logged, never fatal."""
-    if hook is None:
-        return
-    try:
-        hook(*args)
-    except Exception:
-        logger.exception(f"hook {name} raised")
+def scan_interval(config: PoolConfig) -> float | None:
+    """How often the loop must read the scoreboard: the shortest perform ``timeout`` of
+    any group (None: no group has one, so no scan is needed)."""
+    timeouts = [group.timeout for group in config.groups if group.timeout is not None]
+    return min(timeouts, default=None)
 
 
 class PosixLoop:
@@ -136,6 +159,10 @@ class PosixLoop:
     ``worker_main(spec)`` runs in each forked worker and returns its exit code.
     ``handle_signals=False`` (the API without ``run()``) installs no signal handlers and
     reaps only the pids it forked, so an embedding program keeps both to itself.
+    ``read_config(path)`` reads a config file into a ``PoolConfig`` (raising
+    ``ConfigError``); ``hooks`` maps a hook's name to the function ``RunHook`` runs.
+    ``translate_signal`` turns a signal into another event before the core sees it (the
+    API's HUP reload, until the core asks for the file with ``ReadConfig`` itself).
     """
 
     def __init__(
@@ -146,11 +173,9 @@ class PosixLoop:
         *,
         handle_signals: bool = True,
         set_titles: bool = True,
-        scan_every: float | None = None,
-        on_reopen_logs: Callable[[], None] | None = None,
-        before_fork: Callable[[str, int], Any] | None = None,
-        on_worker_exit: Callable[[int, int], Any] | None = None,
-        on_ready: Callable[[], Any] | None = None,
+        reopen_logs: Callable[[], None] | None = None,
+        hooks: Mapping[str, Callable[..., Any]] | None = None,
+        read_config: Callable[[str], PoolConfig] | None = None,
         translate_signal: Callable[[Signal], Event] | None = None,
         use_pidfd: bool | None = None,
     ) -> None:
@@ -159,11 +184,9 @@ class PosixLoop:
         self.logger = logger
         self.handle_signals = handle_signals
         self.set_titles = set_titles
-        self.scan_every = scan_every
-        self.on_reopen_logs = on_reopen_logs
-        self.before_fork = before_fork
-        self.on_worker_exit = on_worker_exit
-        self.on_ready = on_ready
+        self.reopen_logs = reopen_logs
+        self.hooks: Mapping[str, Callable[..., Any]] = hooks or {}
+        self.read_config = read_config
         self.translate_signal = translate_signal
         self.children = Children(use_pidfd)
         self.board = Scoreboard()
@@ -173,7 +196,6 @@ class PosixLoop:
         self.poller = select.poll()
         self.poller.register(self.notify_r, select.POLLIN)
         self.workers: dict[int, _Worker] = {}
-        self.forked: list[int] = []
         self.wake_at: float | None = None
         self.exit_code: int | None = None
         self.booted = False
@@ -183,6 +205,11 @@ class PosixLoop:
         # this event's forks, their answers not made yet: (pid, spawn, index, at) each,
         # or the ForkFailed answer of a fork that failed (see _answer_forks)
         self._forks: list[tuple[int, Spawn, int, float] | ForkFailed] = []
+        self._answers: list[Event] = []  # this event's other answers (ConfigLoaded...)
+        self._asking: set[object] = set()  # Status requests waiting for their Reply
+        self._replies: dict[object, object] = {}
+        self._scan_config: PoolConfig | None = None
+        self._scan_every: float | None = None
         self._master_pid = os.getpid()
 
     # driving -----------------------------------------------------------------------------
@@ -193,7 +220,7 @@ class PosixLoop:
             self.booted = True
             has_terminal = self.handle_signals and process.has_controlling_terminal()
             self.feed(Boot(has_terminal=has_terminal, at=time.monotonic()))
-            _call_hook(self.logger, "when_ready", self.on_ready)
+            self._run_hook("when_ready", ())  # until the core emits RunHook("when_ready")
 
     def run(self) -> int:
         """Install the signal handlers, boot, and loop until the core says ``Exit``."""
@@ -232,6 +259,26 @@ class PosixLoop:
         while not done() and self.exit_code is None:
             self.turn(block=True)
 
+    def ask_status(self) -> object:
+        """Ask the core for a snapshot of the pool (``Status``); return its ``Reply``."""
+        request = object()
+        self._asking.add(request)
+        try:
+            self.feed(Status(request))
+        finally:
+            self._asking.discard(request)
+        if request not in self._replies:
+            raise RuntimeError("the core did not answer Status with a Reply")
+        return self._replies.pop(request)
+
+    @property
+    def scan_every(self) -> float | None:
+        """How often to read the scoreboard, for the config the core runs now."""
+        config = self.supervisor.config
+        if config is not self._scan_config:
+            self._scan_config, self._scan_every = config, scan_interval(config)
+        return self._scan_every
+
     # collecting events -------------------------------------------------------------------
 
     def _collect(self, ready: set[int], now: float) -> list[Event]:
@@ -267,7 +314,8 @@ class PosixLoop:
             if child is not None and child.pidfd is not None:
                 self.poller.unregister(child.pidfd)
             self.children.forget(pid)
-            _call_hook(self.logger, "on_worker_exit", self.on_worker_exit, pid, status)
+            # until the core emits RunHook("on_worker_exit")
+            self._run_hook("on_worker_exit", (pid, status))
         events.append(ChildExited(pid, status, performs, at=now))
         return events
 
@@ -301,7 +349,9 @@ class PosixLoop:
                     self._carry_out(effect)
             finally:
                 answers = self._answer_forks()
-            # the answers of the Spawns go ahead of every other event
+                answers += self._answers
+                self._answers = []
+            # the answers of the Spawns (then of the rest) go ahead of every other event
             self._pending.extendleft(reversed(answers))
 
     def _carry_out(self, effect: Effect) -> None:
@@ -320,12 +370,53 @@ class PosixLoop:
             if self.set_titles:
                 process.set_title(effect.text)
         elif isinstance(effect, ReopenLogs):
-            if self.on_reopen_logs is not None:
-                self.on_reopen_logs()
+            if self.reopen_logs is not None:
+                self.reopen_logs()
+        elif isinstance(effect, RunHook):
+            self._run_hook(effect.name, effect.args)
+        elif isinstance(effect, ReadConfig):
+            self._answers.append(self._read_config(effect.path))
+        elif isinstance(effect, Reply):
+            self._reply(effect)
         elif isinstance(effect, Exit):
             self.exit_code = effect.code
         else:  # a new kind of effect the adapter does not know: stop loudly
             raise TypeError(f"the POSIX adapter cannot carry out {effect!r}")
+
+    def _run_hook(self, name: str, args: tuple[object, ...]) -> None:
+        """Run the user's hook ``name`` in the master: a raising hook is logged with its
+        traceback, and the pool goes on."""
+        hook = self.hooks.get(name)
+        if hook is None:
+            return
+        try:
+            hook(*args)
+        except Exception:
+            self.logger.exception(f"hook {name} raised")
+
+    def _read_config(self, path: str) -> Event:
+        """Read the config file (HUP): ``ConfigLoaded``, or ``ConfigRejected`` when it
+        cannot be read or is invalid. The core logs either; a reader that raises anything
+        but ``ConfigError`` is a bug, whose traceback is logged here, and the running
+        config stays all the same."""
+        at = time.monotonic()
+        if self.read_config is None:
+            return ConfigRejected(path, "this master has no config reader", at=at)
+        try:
+            config = self.read_config(path)
+        except ConfigError as error:
+            return ConfigRejected(path, str(error), at=at)
+        except Exception as error:
+            self.logger.exception(f"reading the config file {path} raised")
+            return ConfigRejected(path, f"reading it raised {type(error).__name__}: {error}",
+                                  at=at)
+        return ConfigLoaded(config, at=at)
+
+    def _reply(self, effect: Reply) -> None:
+        if effect.request in self._asking:
+            self._replies[effect.request] = effect.snapshot
+        else:
+            self.logger.warning(f"a reply to {effect.request!r}, which nobody is waiting for")
 
     def _kill(self, effect: Kill) -> None:
         if effect.pid not in self.workers:
@@ -341,8 +432,8 @@ class PosixLoop:
     def _spawn(self, effect: Spawn) -> None:
         """Fork a worker, and nothing more: ``_answer_forks`` does the rest, later."""
         index = self.board.allocate()
-        if self.before_fork is not None:
-            _call_hook(self.logger, "before_fork", self.before_fork, effect.group, effect.slot)
+        # until the core emits RunHook("before_fork") before each Spawn
+        self._run_hook("before_fork", (effect.group, effect.slot))
         # CPython's advice for pre-fork servers: objects alive now go to a generation the
         # collector never walks, so the worker's collections do not write to (and copy)
         # every page it inherited. The master thaws its own copy at once, or the cyclic
@@ -380,7 +471,6 @@ class PosixLoop:
             # the baseline is what allocate() wrote before the fork, never a reading
             # taken now: a quick child may have finished its setup already
             self.workers[pid] = _Worker(pid, effect.group, effect.slot, index, FRESH_READING)
-            self.forked.append(pid)
             answers.append(Forked(effect.group, effect.slot, pid, at=at))
         return answers
 
