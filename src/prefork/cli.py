@@ -67,6 +67,15 @@ def _flag_help(option: Option) -> str:
     return f"{option.doc}{default}".replace("%", "%%")
 
 
+def flags_of(option: Option) -> list[str]:
+    """The flags that set ``option`` on the command line, shortest first (none for the
+    job, which is the argument, and for the options only Python can give)."""
+    if option not in FLAG_OPTIONS:
+        return []
+    aliases = _FLAG_ALIASES.get(option.name, ())
+    return [*filter(None, [option.short]), *aliases, option.flag]
+
+
 def _add_option_flags(run: argparse.ArgumentParser) -> None:
     """One flag per option of the registry that has a text form (the job is the
     positional argument). A short flag (``-w``) is a second, silent argument of its own,
