@@ -290,3 +290,13 @@ def test_a_forking_batch_goes_on_counting_after_a_signal() -> None:
     assert os.read(read_end, 100) == b"...."
     assert board.read(index).performs == 4
     assert fired == ["reopen_requested", "batch_started", "batch_ended", "limit_reached"]
+
+
+def test_each_worker_starts_its_machine_afresh() -> None:
+    first, _board, _index = make_worker(lambda: None, max_performs=1)
+    assert first.live(bound(first)) == 0
+    assert first.process.state is ProcessState.EXITED
+    second, _board, _index = make_worker(lambda: None, strategy="forking")
+    assert second.process is first.process, "one model per process, made before any fork"
+    assert second.process.state is ProcessState.SETTING_UP
+    assert second.process.forks_performs() and not second.process.master_known_gone()
