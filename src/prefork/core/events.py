@@ -88,13 +88,16 @@ class Observed(Event):
 
     ``state`` is what the worker wrote (spawning, idle or performing); ``heartbeat_at`` is
     when its current perform began or it last called ``heartbeat()``; ``performs`` counts
-    the performs it finished.
+    the performs it finished; ``failures`` counts the performs that failed without ending
+    the worker (a forked perform's child that raised or died), which only the worker
+    knows of: the core counts each one once, from the rise of this number.
     """
 
     pid: int
     state: WorkerState
     heartbeat_at: float = 0.0
     performs: int = 0
+    failures: int = 0
 
 
 @dataclass(frozen=True)
