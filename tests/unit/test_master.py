@@ -78,8 +78,19 @@ def test_a_bad_config_file_changes_nothing(tmp_path) -> None:
     assert (live.settings, live.runtime) == before
 
 
+def test_the_loop_reads_config_files_through_the_live_settings(tmp_path) -> None:
+    config = tmp_path / "prefork.toml"
+    config.write_text("workers = 1\n")
+    master = Master(perform, config_file=str(config))
+    loop = master._build("run")
+    assert master._live is not None and loop.read_config == master._live.read_config
+    assert "when_ready" not in loop.hooks, "only the hooks that are set"
+    loop.close()
+
+
 def test_a_reloaded_config_file_reaches_the_core_on_hup(tmp_path) -> None:
-    """Until the core asks for the file with ReadConfig, HUP is turned into Reload."""
+    """Until the core asks for the file with ReadConfig, HUP is turned into Reload
+    (this test goes with ``_reload_on_hup``)."""
     config = tmp_path / "prefork.toml"
     config.write_text("workers = 1\nmax_performs = 5\n")
     master = Master(perform, config_file=str(config))

@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import time
+from collections import Counter
 
 import pytest
 
@@ -169,4 +170,21 @@ def test_the_forks_of_one_event_are_answered_in_order_before_anything_else() -> 
     loop.feed(StopAll())
     loop.wait_until(lambda: False)
     assert loop.exit_code == 0
+    loop.close()
+
+
+def test_each_master_hook_runs_once_per_occasion() -> None:
+    """Whoever asks for a hook (the loop today, the core's RunHook tomorrow), it runs
+    once: twice would mean both are asking."""
+    counts: Counter[str] = Counter()
+    hooks = {name: (lambda *args, name=name: counts.update([name]))
+             for name in ("before_fork", "on_worker_exit", "when_ready")}
+    config = PoolConfig.of(workers=2, setup_timeout=None, graceful_timeout=5)
+    loop = PosixLoop(Recording(config), ready_then_wait_for_quit, logging.getLogger("test"),
+                     handle_signals=False, set_titles=False, hooks=hooks)
+    LOOPS.append(loop)
+    loop.boot()
+    loop.feed(StopAll())
+    loop.wait_until(lambda: False)
+    assert counts == {"before_fork": 2, "when_ready": 1, "on_worker_exit": 2}
     loop.close()
