@@ -11,8 +11,6 @@ import pytest
 from e2e_support import descendants, wait_for
 from fault_support import cleaned_up_on_failure, log_entries, stamps
 
-import prefork
-
 STRATEGIES = ["simple", "forking"]
 
 
@@ -86,6 +84,8 @@ def test_term_to_every_process_interrupts_performs_and_runs_finally(pool, strate
         performs_in_flight(run, workers)
         term_every_process(run)
         assert run.wait() == 0
+        import prefork  # here, not at the top: a broken package fails this test alone
+
         shutdown = getattr(prefork, "Shutdown", None)
         assert shutdown is not None, "prefork.Shutdown exists"
         assert issubclass(shutdown, BaseException) and not issubclass(shutdown, Exception)
