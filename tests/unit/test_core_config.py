@@ -30,7 +30,7 @@ from prefork.core import ConfigError, GroupConfig, PoolConfig, backoff_delay
         ({"restart_backoff": 2, "restart_backoff_max": 1}, "restart_backoff_max"),
         ({"name": ""}, "name"),
         ({"wokers": 2}, "wokers"),
-        ({"groups": {"bad name": 1}}, "groups"),
+        ({"groups": {"bad\tname": 1}}, "groups"),
         ({"groups": {"mail": -1}}, "groups.mail"),
         ({"groups": {}}, "groups"),
         ({"groups": {"a": 1}, "workers": 2}, "groups"),
@@ -97,7 +97,10 @@ def test_backoff_is_immediate_then_exponential_then_capped() -> None:
          "restart_backoff_max=1: must be >= restart_backoff (2)"),
         ({"workers": 5, "max_workers": 4}, "workers=5: exceeds max_workers (4)"),
         ({"groups": {"mail": 5}, "max_workers": 4}, "groups.mail=5: exceeds max_workers (4)"),
-        ({"groups": {"a b": 1}}, "groups='a b': a group name is letters, digits and . _ : -"),
+        ({"groups": {"a\nb": 1}}, "groups='a\\nb': a group name is non-empty text without "
+                                   "control characters"),
+        ({"groups": {"": 1}}, "groups='': a group name is non-empty text without control "
+                              "characters"),
         ({"groups": [("a", 1)]}, "groups=[('a', 1)]: must map group names to worker counts"),
         ({"name": 3}, "name=3: must be a non-empty string"),
         ({"wokers": 2}, "wokers=2: is not a prefork option"),
@@ -131,3 +134,10 @@ def test_a_group_built_by_hand_needs_a_count() -> None:
     with pytest.raises(ConfigError) as caught:
         PoolConfig(groups=(GroupConfig("a", None),))  # type: ignore[arg-type]
     assert str(caught.value) == "groups.a=None: must be a whole number >= 0"
+
+
+def test_group_names_are_free_text() -> None:
+    """resque-pool names pools by queue lists: commas, quotes and spaces are fine."""
+    names = ["high,default", 'say "hi"', "a b", "mail:2"]
+    config = PoolConfig.of(groups=dict.fromkeys(names, 1))
+    assert config.group_names == tuple(names)

@@ -11,7 +11,6 @@ which builds a ``PoolConfig``. Every bad value raises ``ConfigError`` naming the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import field, make_dataclass, replace
 from typing import Any
@@ -25,7 +24,12 @@ from prefork.core.core_options import (
 from prefork.core.errors import ConfigError
 
 DEFAULT_GROUP = "default"
-_GROUP_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+
+
+def _is_group_name(name: object) -> bool:
+    """A group (pool) name is free text: resque-pool names pools by their queue lists
+    (``"high,default"``). Only what would break a log line or a title is refused."""
+    return isinstance(name, str) and bool(name) and name.isprintable()
 
 
 def _fields(options: tuple[Option, ...]) -> list[tuple[str, Any, Any]]:
@@ -44,8 +48,9 @@ def _option_label(group: str, option: str) -> str:
 
 
 def _check_group(group: Any) -> None:
-    if not isinstance(group.name, str) or not _GROUP_NAME.match(group.name):
-        raise ConfigError("groups", group.name, "a group name is letters, digits and . _ : -")
+    if not _is_group_name(group.name):
+        raise ConfigError("groups", group.name,
+                          "a group name is non-empty text without control characters")
     for option in GROUP_OPTIONS:
         option.check(getattr(group, option.name), _option_label(group.name, option.name))
     if group.restart_backoff_max < group.restart_backoff:
