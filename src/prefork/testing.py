@@ -87,11 +87,17 @@ worker could make, written down so that tests can rely on it):
 * **Strays**: ``spawn_stray()`` makes a child the core never forked (a process the
   preload started, say); it can exit or crash like a worker and is reaped like one, but it
   has no scoreboard slot, so it is never observed.
-* **Effects** other than ``Spawn`` and ``Kill`` are recorded: ``WakeAt`` in ``wake_at``,
-  ``Log`` in ``logs``, ``SetTitle`` in ``title``, ``ReopenLogs`` in ``log_reopens``,
-  ``Exit`` in ``exit_code``. Nothing is fed back for them: ``tick()`` feeds ``Tick(now)``
-  when the test says so, and ``run_until(t)`` ticks at every requested wake-up up to
-  ``t``.
+* **The config file**: ``ReadConfig(path)`` is answered at once, like a ``Spawn``, with
+  ``ConfigLoaded(config)`` for the config the test put in the file
+  (``write_config_file(config)``; until it does, the file holds the config the sim
+  started with) or, after ``break_config_file(why)``, with ``ConfigRejected(path, why)``.
+  Each request is counted in ``config_reads``.
+* **Effects** other than ``Spawn``, ``Kill`` and ``ReadConfig`` are recorded: ``WakeAt``
+  in ``wake_at``, ``Log`` in ``logs``, ``SetTitle`` in ``title``, ``ReopenLogs`` in
+  ``log_reopens``, ``RunHook`` in ``hooks`` (name and arguments, in order), ``Reply`` in
+  ``replies``, ``Exit`` in ``exit_code``. Nothing is fed back for them: ``tick()`` feeds
+  ``Tick(now)`` when the test says so, and ``run_until(t)`` ticks at every requested
+  wake-up up to ``t``.
 * **The trace**: every fed event becomes a ``Step`` in ``trace`` (with the effects the
   core returned, the master state before and after, the time, and the error if the core
   raised). ``mark()`` and ``steps_since``/``events_since``/``effects_since`` slice it,
@@ -115,11 +121,25 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
-from prefork.core.effects import Effect, Exit, Kill, Log, ReopenLogs, SetTitle, Spawn, WakeAt
+from prefork.core.effects import (
+    Effect,
+    Exit,
+    Kill,
+    Log,
+    ReadConfig,
+    ReopenLogs,
+    Reply,
+    RunHook,
+    SetTitle,
+    Spawn,
+    WakeAt,
+)
 from prefork.core.errors import CoreError
 from prefork.core.events import (
     Boot,
     ChildExited,
+    ConfigLoaded,
+    ConfigRejected,
     Event,
     Forked,
     ForkFailed,
@@ -128,13 +148,15 @@ from prefork.core.events import (
     Scale,
     Signal,
     StartWorker,
+    Status,
     StopAll,
     StopWorker,
     Tick,
 )
+from prefork.core.master_machine import MasterState
 from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
-from prefork.core.supervisor import MasterState, Supervisor
+from prefork.core.supervisor import Supervisor
 from prefork.core.worker_machine import WorkerState
 
 __all__ = [
@@ -159,7 +181,7 @@ TERM_STATUS = 0
 STOP_SIGNALS = frozenset({Sig.QUIT, Sig.TERM, Sig.INT, Sig.ABRT, Sig.KILL})
 """Signals that tell a worker to stop (the others are forwarded requests)."""
 _SOFT_STOP = frozenset({Sig.QUIT, Sig.TERM, Sig.INT, Sig.ABRT})
-_COMMANDS = (StartWorker, StopWorker, StopAll, Scale, Reload)
+_COMMANDS = (StartWorker, StopWorker, StopAll, Scale, Reload, Status)
 
 E = TypeVar("E", bound=Effect)
 
@@ -305,7 +327,11 @@ class SimOS:
         self.log_reopens = 0
         self.exit_code: int | None = None
         self.misdirected: list[tuple[float, Kill]] = []
+        self.hooks: list[tuple[str, tuple[object, ...]]] = []
+        self.replies: list[Reply] = []
+        self.config_reads = 0
         self._fork_failures: deque[str] = deque()
+        self._config_file: PoolConfig | str = self.initial_config
 
     def __repr__(self) -> str:
         return f"<SimOS t={self.now:g} master={self.state} pids={sorted(self.table)}>"
@@ -360,7 +386,8 @@ class SimOS:
         return self.feed(Signal(signo))
 
     def command(self, event: Event) -> list[Effect]:
-        """Feed a command (``StartWorker``, ``StopWorker``, ``StopAll``, ``Scale``, ``Reload``)."""
+        """Feed a command (``StartWorker``, ``StopWorker``, ``StopAll``, ``Scale``, ``Reload``,
+        ``Status``)."""
         if not isinstance(event, _COMMANDS):
             raise SimError(f"{event!r} is not a command")
         return self.feed(event)
@@ -422,6 +449,12 @@ class SimOS:
     def _carry_out(self, effect: Effect, queue: deque[Event]) -> None:
         if isinstance(effect, Spawn):
             queue.append(self._fork(effect))
+        elif isinstance(effect, ReadConfig):
+            queue.append(self._read_config(effect))
+        elif isinstance(effect, RunHook):
+            self.hooks.append((effect.name, effect.args))
+        elif isinstance(effect, Reply):
+            self.replies.append(effect)
         elif isinstance(effect, Kill):
             self._deliver(effect)
         elif isinstance(effect, WakeAt):
@@ -436,6 +469,20 @@ class SimOS:
             self.exit_code = effect.code
         else:  # pragma: no cover - a new effect type the sim does not know yet
             raise SimError(f"the sim cannot carry out {effect!r}")
+
+    def _read_config(self, request: ReadConfig) -> Event:
+        self.config_reads += 1
+        if isinstance(self._config_file, str):
+            return ConfigRejected(request.path, self._config_file, at=self.now)
+        return ConfigLoaded(self._config_file, at=self.now)
+
+    def write_config_file(self, config: PoolConfig) -> None:
+        """The next ``ReadConfig`` finds ``config`` in the file."""
+        self._config_file = config
+
+    def break_config_file(self, why: str) -> None:
+        """The next ``ReadConfig`` finds a file that does not validate, for this reason."""
+        self._config_file = why
 
     def _fork(self, spawn: Spawn) -> Event:
         if self._fork_failures:

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from prefork.core import (
     ChildExited,
+    ConfigLoaded,
     Exit,
     Forked,
     ForkFailed,
@@ -48,6 +49,7 @@ GONE = LEAVING | {M.STOPPED}
 SPAWNING_STATES = frozenset({M.RUNNING, M.RELOADING})
 STOP_SIGNALS = frozenset({Sig.QUIT, Sig.TERM, Sig.ABRT, Sig.KILL})
 GROUP_NAMES = ("default", "mail", "sms")
+CONFIG_FILE = "pool.toml"
 
 
 def expected_backoff(failures: int, config: PoolConfig) -> float:
@@ -85,6 +87,7 @@ def pool_configs(draw: st.DrawFn) -> PoolConfig:
         restart_backoff_max=backoff * draw(st.sampled_from([1, 2, 4, 8, 16])),
         max_restarts=draw(st.sampled_from([None, None, None, 0, 1, 3])),
         restart_period=draw(st.sampled_from([1.0, 10.0, 60.0])),
+        config_file=draw(st.sampled_from([None, None, CONFIG_FILE])),
     )
 
 
@@ -171,7 +174,7 @@ class PoolChecker:
         elif isinstance(event, Scale):
             if event.group in self.targets:
                 self.targets[event.group] = clamp(event.n)
-        elif isinstance(event, Reload):
+        elif isinstance(event, Reload | ConfigLoaded):
             self.targets = {g.name: g.workers for g in event.config.groups}
             self.slots = {key: v for key, v in self.slots.items() if key[0] in self.targets}
             policy = (event.config.max_restarts, event.config.restart_period)

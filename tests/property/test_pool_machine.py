@@ -40,10 +40,12 @@ from prefork.core import (
     Observed,
     PoolConfig,
     Reload,
+    Reply,
     Scale,
     Sig,
     Signal,
     StartWorker,
+    Status,
     StopAll,
     StopWorker,
     Tick,
@@ -175,6 +177,29 @@ class PoolMachine(RuleBasedStateMachine):
     @rule(target=children, config=pool_configs())
     def reload(self, config: PoolConfig) -> object:
         return self._feed(f"Reload({config})", lambda: self.sim.command(Reload(config)))
+
+    @precondition(alive)
+    @rule(config=pool_configs())
+    def write_config_file(self, config: PoolConfig) -> None:
+        """The next HUP (with a config_file) reads this config."""
+        note(f"the config file now holds {config}")
+        self.sim.write_config_file(config)
+
+    @precondition(alive)
+    @rule()
+    def break_config_file(self) -> None:
+        """The next HUP (with a config_file) finds a file that does not validate."""
+        note("the config file is now broken")
+        self.sim.break_config_file("workers=-1: must be a whole number >= 0")
+
+    @precondition(alive)
+    @rule(request=st.integers(0, 3))
+    def status(self, request: int) -> None:
+        mark = self.sim.mark()
+        self._feed(f"Status({request})", lambda: self.sim.command(Status(request)))
+        (reply,) = self.sim.effects_since(mark, Reply)
+        assert reply.request == request
+        assert reply.snapshot == self.sim.supervisor.snapshot(), "a Status changed the pool"
 
     # the children --------------------------------------------------------------------
 
@@ -358,7 +383,7 @@ class PoolMachine(RuleBasedStateMachine):
     def bookkeeping_matches_a_recount(self) -> None:
         """The core's incremental indexes agree with a count from scratch (not a DESIGN
         invariant: what lets one event cost the same with 4 workers or 256)."""
-        errors = self.sim.supervisor.bookkeeping_errors()
+        errors = self.sim.supervisor.recount()
         assert not errors, f"the core's bookkeeping is off: {errors}"
 
     @invariant()
@@ -385,6 +410,8 @@ class PoolMachine(RuleBasedStateMachine):
             event("a worker got KILL")
         if any(Sig.ABRT in p.signals for p in sim.processes):
             event("a worker timed out (ABRT)")
+        if sim.config_reads:
+            event("HUP read the config file")
         if any(isinstance(step.event, ForkFailed) for step in sim.trace):
             event("a fork failed")
         if any(p.stray and p.state is ProcState.REAPED for p in sim.processes):

@@ -26,6 +26,8 @@ from specparse import Scenario, SpecSyntaxError, Step
 from prefork.core import (
     Boot,
     ChildExited,
+    ConfigLoaded,
+    ConfigRejected,
     CoreError,
     Effect,
     Event,
@@ -34,12 +36,14 @@ from prefork.core import (
     Log,
     Observed,
     PoolConfig,
+    ReadConfig,
     Reload,
     Scale,
     Sig,
     Signal,
     Spawn,
     StartWorker,
+    Status,
     StopAll,
     StopWorker,
     Supervisor,
@@ -54,10 +58,13 @@ FORK_ERROR = "EAGAIN"
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (Boot, Signal, Forked, ForkFailed, ChildExited, Observed, Tick,
-                StartWorker, StopWorker, StopAll, Scale, Reload)
+                StartWorker, StopWorker, StopAll, Scale, Reload, ConfigLoaded, ConfigRejected,
+                Status)
 }
+CONFIG_EVENTS = (Reload, ConfigLoaded)  # events whose one argument is a config
 LOG_LEVELS = ("debug", "info", "warning", "error")
-EFFECT_NAMES = ("Spawn", "Kill", "Log", "ReopenLogs", "SetTitle", "WakeAt", "Exit")
+EFFECT_NAMES = ("Spawn", "Kill", "Log", "ReopenLogs", "SetTitle", "WakeAt", "Exit", "RunHook",
+                "ReadConfig", "Reply")
 CALL = re.compile(r"^(\w+)\s*(?:\((.*)\))?$")
 AT = re.compile(r"^(.*?)\s+at\s+t=(\S+)$")
 WORKER_REF = re.compile(r"^worker\s+(\d+)$")
@@ -219,14 +226,25 @@ def parse_pattern(text: str, refs: Refs) -> EffectPattern:
     elif kind == "SetTitle":
         if args:
             contains = str(parse_value(args[0]))
-    elif kind in ("WakeAt", "Exit"):
+    elif kind in ("WakeAt", "Exit", "ReadConfig", "Reply"):
         if len(args) > 1:
             raise ValueError(f"{kind}(value)")
         if args:
-            fields.append(("when" if kind == "WakeAt" else "code", parse_value(args[0])))
+            name = {"WakeAt": "when", "Exit": "code", "ReadConfig": "path"}.get(kind, "request")
+            fields.append((name, parse_value(args[0])))
+    elif kind == "RunHook":
+        if args:
+            fields.append(("name", args[0]))
+        if len(args) > 1:
+            fields.append(("args", tuple(hook_argument(arg, refs) for arg in args[1:])))
     elif args:
         raise ValueError(f"{kind} takes no arguments")
     return EffectPattern(text.strip(), kind, tuple(fields), contains)
+
+
+def hook_argument(text: str, refs: Refs) -> Any:
+    """An argument of a hook as a pattern names it: ``worker N`` is that worker's pid."""
+    return refs.pid(text) if WORKER_REF.match(text.strip()) else parse_value(text)
 
 
 def assign(patterns: Sequence[EffectPattern], effects: Sequence[Effect]) -> bool:
@@ -259,7 +277,10 @@ class Adapter:
 
     It answers every ``Spawn`` at once, as the real adapter promises, with ``Forked``
     (worker N, the Nth spawn, gets pid 100 + N) or, ``failing_forks`` times, with
-    ``ForkFailed``; and it remembers the latest ``WakeAt``.
+    ``ForkFailed``; every ``ReadConfig`` with ``ConfigLoaded(file_config)`` (the config
+    the core started with, unless a scenario put another in the file) or, when
+    ``file_rejection`` says why, with ``ConfigRejected``; and it remembers the latest
+    ``WakeAt``.
     """
 
     def __init__(self, config: PoolConfig | None = None) -> None:
@@ -267,6 +288,8 @@ class Adapter:
         self.workers: list[Worker] = []
         self.failing_forks = 0
         self.latest_wake: float | None = None
+        self.file_config = self.supervisor.config
+        self.file_rejection: str | None = None
 
     def worker(self, number: int) -> Worker:
         if not 1 <= number <= len(self.workers):
@@ -290,9 +313,16 @@ class Adapter:
                 self.latest_wake = effect.when
             if isinstance(effect, Spawn):
                 effects += self.supervisor.handle(self.answer(effect))
-        errors = self.supervisor.bookkeeping_errors()
+            if isinstance(effect, ReadConfig):
+                effects += self.supervisor.handle(self.read(effect))
+        errors = self.supervisor.recount()
         assert not errors, f"the core's bookkeeping is off: {errors}"
         return effects
+
+    def read(self, request: ReadConfig) -> Event:
+        if self.file_rejection is not None:
+            return ConfigRejected(request.path, self.file_rejection)
+        return ConfigLoaded(self.file_config)
 
     def answer(self, spawn: Spawn) -> Event:
         worker = next(
@@ -381,6 +411,10 @@ class ScenarioRun:
         elif text.startswith("worker"):
             for part in split_args(text):
                 self.given_worker(step, part)
+        elif text.startswith("the config file holds "):
+            self.core().file_config = parse_config(text[len("the config file holds "):])
+        elif text.startswith("the config file is rejected: "):
+            self.core().file_rejection = str(parse_value(text.split(": ", 1)[1]))
         else:
             raise ValueError("unknown 'given' (see specs/README.md)")
 
@@ -405,7 +439,7 @@ class ScenarioRun:
         kind, args = split_call(text)
         if kind != "Boot":
             self.booted()
-        if kind == "Reload":  # a config's groups=a:1,b:2 has commas of its own
+        if kind in ("Reload", "ConfigLoaded"):  # groups=a:1,b:2 has commas of its own
             args = [text[text.index("(") + 1: text.rindex(")")].strip()]
         event = self.build_event(kind, args, at)
         self.effects = []
@@ -419,11 +453,11 @@ class ScenarioRun:
         cls = EVENT_TYPES.get(kind)
         if cls is None:
             raise ValueError(f"no event {kind!r} (events: {', '.join(EVENT_TYPES)})")
-        if cls is Reload:
+        if cls in CONFIG_EVENTS:
             (config,) = args
             if not config.startswith("config"):
-                raise ValueError("Reload(config key=value ...)")
-            return Reload(parse_config(config[len("config"):]), at=at)
+                raise ValueError(f"{kind}(config key=value ...)")
+            return cls(parse_config(config[len("config"):]), at=at)
         names = [f.name for f in dataclasses.fields(cls) if f.name != "at"]
         values: dict[str, Any] = {}
         for position, arg in enumerate(args):
@@ -454,7 +488,7 @@ class ScenarioRun:
         if name == "state":
             return WorkerState(text.strip())
         value = parse_value(text)
-        if name in ("group", "error") and not isinstance(value, str):
+        if name in ("group", "error", "path", "why") and not isinstance(value, str):
             value = text.strip()
         return value
 

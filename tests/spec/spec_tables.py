@@ -23,7 +23,8 @@ NONE_MARKS = ("", "—", "-", "none")
 STAYS = "="
 EACH_WORKER = re.compile(r"^each worker:\s*(\w+)$")
 PLAIN_EFFECT = re.compile(r"^(Log\((debug|info|warning|error)\)|Kill\(([A-Z]+|signo)\)|"
-                          r"SetTitle|ReopenLogs|Exit|Spawn|WakeAt)$")
+                          r"RunHook\(\w+\)|SetTitle|ReopenLogs|Exit|Spawn|WakeAt|"
+                          r"ReadConfig|Reply)$")
 MOVED = " if moved"
 
 

@@ -39,7 +39,10 @@ from prefork.core import (
     MasterState,
     Observed,
     PoolConfig,
+    ReadConfig,
     ReopenLogs,
+    Reply,
+    RunHook,
     SetTitle,
     Sig,
     Signal,
@@ -58,10 +61,17 @@ FORWARDED = Sig.USR2
 
 # fixtures: a supervisor in a given state, reached through events --------------------------
 
+# The reviews' guards: decisions the supervisor acts on as soon as they hold, so no event
+# can leave a master holding one at a chosen value; the fixture sets them on the model.
+DECISIONS = ("all_workers_reaped", "old_generation_reaped", "restart_intensity_exceeded",
+             "spawn_unanswered")
+MAX_PERFORMS = 2
+CONFIG_FILE = "pool.toml"
+
 
 @dataclass
 class Fixture:
-    """A supervisor and the model (itself or one of its workers) a trigger is fired on."""
+    """A supervisor and the model (its master or one of its workers) a trigger is fired on."""
 
     adapter: Adapter
     model: Any
@@ -75,10 +85,12 @@ def worker_fixture(state: WorkerState, told_to_quit: bool) -> Fixture:
     """A running pool of one worker, that worker brought to ``state``.
 
     Stopping after QUIT comes from TTOU (the master stays running, the worker is retired);
-    stopping after ABRT from a setup timeout; dead from the ``exited`` row itself, fired
-    directly, because the core forgets a worker as soon as the adapter reports it reaped.
+    stopping after ABRT from a setup timeout (so it has timed out); dead from an ``exited``
+    row itself, fired directly, because the core forgets a worker as soon as the adapter
+    reports it reaped.
     """
-    adapter = Adapter(PoolConfig.of(workers=1, setup_timeout=SETUP_TIMEOUT))
+    adapter = Adapter(PoolConfig.of(workers=1, setup_timeout=SETUP_TIMEOUT,
+                                    max_performs=MAX_PERFORMS))
     adapter.feed(Boot())
     worker = adapter.worker(1)
     pid = adapter.pid_of(1)
@@ -92,23 +104,26 @@ def worker_fixture(state: WorkerState, told_to_quit: bool) -> Fixture:
     if told_to_quit:
         adapter.feed(Signal(Sig.TTOU))
     if state is WorkerState.DEAD:
-        adapter.supervisor.fire(worker, "exited")
+        adapter.supervisor.fire(worker, "exited", 0, None)
     return Fixture(adapter, worker)
 
 
-def master_fixture(state: MasterState, graceful_term: bool, has_terminal: bool) -> Fixture:
+def master_fixture(state: MasterState, valuation: dict[str, bool]) -> Fixture:
     """A pool of ``workers=1`` brought to ``state`` through events.
 
-    ``has_terminal`` comes from ``Boot``. Before Boot, and in ``paused`` (WINCH pauses only
-    a master without a terminal), no event can set it, so the fixture sets the attribute.
+    ``graceful_term`` and ``has_config_file`` come from the config, ``has_terminal`` from
+    ``Boot``. Before Boot, and in ``paused`` (WINCH pauses only a master without a
+    terminal), no event can set ``has_terminal``, so the fixture sets the attribute; the
+    reviews' guards (``DECISIONS``) are set on the model too.
     """
-    adapter = Adapter(PoolConfig.of(workers=1, graceful_term=graceful_term))
+    has_terminal = valuation.get("has_terminal", False)
+    config_file = CONFIG_FILE if valuation.get("has_config_file") else None
+    adapter = Adapter(PoolConfig.of(workers=1, config_file=config_file,
+                                    graceful_term=valuation.get("graceful_term", False)))
     supervisor = adapter.supervisor
-    if state is MasterState.BOOTING:
-        supervisor.has_terminal = has_terminal
-        return Fixture(adapter, supervisor)
-    adapter.feed(Boot(has_terminal=has_terminal and state is not MasterState.PAUSED))
-    adapter.feed(Observed(adapter.pid_of(1), WorkerState.IDLE))
+    if state is not MasterState.BOOTING:
+        adapter.feed(Boot(has_terminal=has_terminal and state is not MasterState.PAUSED))
+        adapter.feed(Observed(adapter.pid_of(1), WorkerState.IDLE))
     signal = {
         MasterState.PAUSED: Sig.WINCH, MasterState.RELOADING: Sig.HUP,
         MasterState.DRAINING: Sig.QUIT, MasterState.TERMINATING: Sig.INT,
@@ -116,20 +131,37 @@ def master_fixture(state: MasterState, graceful_term: bool, has_terminal: bool) 
     }.get(state)
     if signal is not None:
         adapter.feed(Signal(signal))
-    if state is MasterState.PAUSED:
-        supervisor.has_terminal = has_terminal
+    if state in (MasterState.BOOTING, MasterState.PAUSED):
+        supervisor.master.has_terminal = has_terminal
     if state is MasterState.RELOADING:
         adapter.feed(Observed(adapter.pid_of(2), WorkerState.IDLE))
     if state is MasterState.STOPPED:
         adapter.feed(ChildExited(adapter.pid_of(1), -15))
     assert supervisor.state is state, f"the fixture reached {supervisor.state}, not {state}"
-    return Fixture(adapter, supervisor)
+    for name in DECISIONS:
+        if name in valuation:
+            setattr(supervisor.master, name, lambda *_, held=valuation[name]: held)
+    return Fixture(adapter, supervisor.master)
 
 
 # canonical arguments ----------------------------------------------------------------------
 
 
-def worker_args(trigger: str, fixture: Fixture) -> tuple[Any, ...]:
+def exit_args(valuation: dict[str, bool]) -> tuple[int, int | None]:
+    """A reap's status and final count of performs that give the guards these values."""
+    if valuation.get("killed_by_signal"):
+        status = -9
+    else:
+        status = 0 if valuation.get("exited_cleanly") else 1
+    if valuation.get("reached_max_performs"):
+        performs: int | None = MAX_PERFORMS
+    else:
+        performs = 1 if valuation.get("exited_cleanly") else None
+    return status, performs
+
+
+def worker_args(trigger: str, fixture: Fixture, valuation: dict[str, bool]
+                ) -> tuple[Any, ...]:
     worker: Worker = fixture.model
     return {
         "forked": (worker.pid,),
@@ -138,15 +170,19 @@ def worker_args(trigger: str, fixture: Fixture) -> tuple[Any, ...]:
         "reported_idle": (fixture.supervisor.now, 0),
         "reported_performing": (fixture.supervisor.now, 0),
         "signal_forwarded": (FORWARDED,),
-        "exited": (),
+        "exited": exit_args(valuation),
     }.get(trigger, ())
 
 
-def master_args(trigger: str, fixture: Fixture) -> tuple[Any, ...]:
+def master_args(trigger: str, fixture: Fixture, valuation: dict[str, bool]
+                ) -> tuple[Any, ...]:
     signals = {name: (signo,) for signo, name in SIGNAL_TRIGGERS.items()}
     return {
         **signals,
         "reload_requested": (fixture.supervisor.config,),
+        "config_loaded": (fixture.supervisor.config,),
+        "config_rejected": (CONFIG_FILE, "line 3: workers must be a whole number >= 0"),
+        "status_requested": ("who-asked",),
         "start_worker_requested": (None,),
         "stop_worker_requested": (None,),
         "scale_requested": ("default", 2),
@@ -165,40 +201,29 @@ class Firing:
     fired: Counter[tuple[int, str]] = field(default_factory=Counter)
 
 
-def outbox(supervisor: Supervisor) -> list[Effect]:
-    """The effects queued so far in this event (``fire`` inserts into it, ``handle`` drains
-    it); the only private attribute the spec tests read, because ``fire`` returns nothing."""
-    queued: list[Effect] = supervisor._outbox
-    return queued
-
-
 def fire_recorded(supervisor: Supervisor, model: Any, trigger: str, args: tuple[Any, ...]
                   ) -> Firing:
-    """Fire ``trigger`` on ``model``, attributing nested worker firings to the workers."""
+    """Fire ``trigger`` on ``model``; a master row's firings of worker triggers (through
+    the roster's door) are counted, and their effects left to the worker rows."""
     firing = Firing()
     nested: set[int] = set()
-    original: Callable[..., None] = supervisor.fire
-    depth = 0
+    roster, context = supervisor.roster, supervisor.context
+    door: Callable[..., None] = roster.change
 
-    def recording_fire(inner: Any, inner_trigger: str, *inner_args: Any) -> None:
-        nonlocal depth
-        start = len(outbox(supervisor))
-        depth += 1
-        try:
-            original(inner, inner_trigger, *inner_args)
-        finally:
-            depth -= 1
-        if depth == 0:
-            firing.fired[(id(inner), inner_trigger)] += 1
-            nested.update(id(effect) for effect in outbox(supervisor)[start:])
+    def recording_door(worker: Worker, inner_trigger: str, *inner_args: Any) -> None:
+        start = context.mark()
+        door(worker, inner_trigger, *inner_args)
+        firing.fired[(id(worker), inner_trigger)] += 1
+        nested.update(id(effect) for effect in context.since(start))
 
-    start = len(outbox(supervisor))
-    supervisor.fire = recording_fire  # type: ignore[method-assign, assignment]
+    start = context.mark()
+    if not isinstance(model, Worker):
+        roster.change = recording_door  # type: ignore[method-assign]
     try:
-        original(model, trigger, *args)
+        supervisor.fire(model, trigger, *args)
     finally:
-        del supervisor.fire
-    firing.own = [e for e in outbox(supervisor)[start:] if id(e) not in nested]
+        roster.__dict__.pop("change", None)
+    firing.own = [e for e in context.since(start) if id(e) not in nested]
     return firing
 
 
@@ -209,8 +234,10 @@ def normalise(effect: Effect, own_pid: int | None) -> str:
     if isinstance(effect, Kill):
         target = "" if effect.pid == own_pid else f"pid {effect.pid}, "
         return f"Kill({target}{effect.signo})"
+    if isinstance(effect, RunHook):
+        return f"RunHook({effect.name})"
     names = {SetTitle: "SetTitle", ReopenLogs: "ReopenLogs", Exit: "Exit", Spawn: "Spawn",
-             WakeAt: "WakeAt"}
+             WakeAt: "WakeAt", ReadConfig: "ReadConfig", Reply: "Reply"}
     return names.get(type(effect), repr(effect))
 
 
@@ -237,9 +264,14 @@ class Case:
 
 
 def reachable(machine: str, state: str, valuation: dict[str, bool]) -> bool:
-    """Only a stopping (or dead) worker can have been told to quit."""
-    return not (machine == "worker" and valuation.get("told_to_quit")
-                and state not in ("stopping", "dead"))
+    """Only a stopping (or dead) worker can have been told to quit or have timed out, and
+    a status is 0 or a signal's, never both."""
+    if machine != "worker":
+        return True
+    stopped = state in ("stopping", "dead")
+    told = valuation.get("told_to_quit") or valuation.get("timed_out")
+    return (stopped or not told) and not (
+        valuation.get("exited_cleanly") and valuation.get("killed_by_signal"))
 
 
 def cases() -> list[Any]:
@@ -266,11 +298,12 @@ def cases() -> list[Any]:
 def build(case: Case) -> Fixture:
     values = dict(case.valuation)
     if case.machine == "worker":
-        # without the guard in play, a stopping (or dead) worker is one that was sent QUIT
-        told = values.get("told_to_quit", case.state in ("stopping", "dead"))
+        # without the guard in play, a stopping (or dead) worker is one that was sent QUIT;
+        # one that timed out was not
+        told = values.get("told_to_quit", case.state in ("stopping", "dead")
+                          and not values.get("timed_out", False))
         return worker_fixture(WorkerState(case.state), told)
-    return master_fixture(MasterState(case.state), values.get("graceful_term", False),
-                          values.get("has_terminal", False))
+    return master_fixture(MasterState(case.state), values)
 
 
 @pytest.mark.parametrize("case", cases())
@@ -278,16 +311,17 @@ def test_state_times_event(case: Case) -> None:
     assert len(case.matches) <= 1, f"several spec rows match: {', '.join(case.matches)}"
     fixture = build(case)
     supervisor, model = fixture.supervisor, fixture.model
-    args = (worker_args if case.machine == "worker" else master_args)(case.trigger, fixture)
+    arguments = worker_args if case.machine == "worker" else master_args
+    args = arguments(case.trigger, fixture, dict(case.valuation))
     workers = list(supervisor.workers)
     states_before = [(w, w.state) for w in workers]
-    queued_before = len(outbox(supervisor))
+    queued_before = supervisor.context.mark()
 
     if case.row is None:
         with pytest.raises(CoreError):
             supervisor.fire(model, case.trigger, *args)
         assert model.state.value == case.state, "a pair without a row changed the state"
-        assert len(outbox(supervisor)) == queued_before, "a pair without a row emitted effects"
+        assert supervisor.context.mark() == queued_before, "a pair without a row emitted effects"
         assert [(w, w.state) for w in workers] == states_before, "a worker changed state"
         return
 

@@ -18,7 +18,7 @@ class Driver:
     def send(self, event: Event) -> list[Effect]:
         """Handle ``event``, answer every Spawn with Forked; return all effects."""
         effects = self.core.handle(event)
-        assert not self.core.bookkeeping_errors(), self.core.bookkeeping_errors()
+        assert not self.core.recount(), self.core.recount()
         answered: list[Effect] = []
         for effect in effects:
             answered.append(effect)

@@ -22,6 +22,7 @@ from prefork.core import (
     Observed,
     PoolConfig,
     Reload,
+    RunHook,
     Scale,
     SetTitle,
     Sig,
@@ -58,7 +59,7 @@ def test_boot_spawns_every_slot_and_asks_for_no_wake_up_without_timers() -> None
 
 def test_setup_timeout_asks_for_a_wake_up_and_cancels_it_when_setup_finishes() -> None:
     driver = booted(workers=1, setup_timeout=5)
-    assert driver.effects[-1] == WakeAt(5.0)
+    assert driver.of(WakeAt)[-1] == WakeAt(5.0)
     (pid,) = driver.pids()
     effects = driver.send(Observed(pid, IDLE, at=1.0))
     assert effects[-1] == WakeAt(None)
@@ -135,7 +136,7 @@ def test_a_crash_is_replaced_at_once_then_backed_off_exponentially() -> None:
                 spawn_times.append(at)
     # crash 1 at t=1 -> at once; crash 2 at t=1 -> +1s; crash 3 at t=2 -> +2s ...
     assert spawn_times[0] == 1.0
-    history = driver.core.slots[("default", 0)]
+    history = driver.core.restarts.history("default", 0)
     assert history.failures >= 3
     assert history.respawn_at - driver.core.now <= 4
 
@@ -163,7 +164,7 @@ def test_a_worker_that_performed_resets_the_backoff() -> None:
     driver.send(Observed(pid, IDLE, performs=3))
     effects = driver.send(ChildExited(pid, 1))
     assert Spawn("default", 0) in effects
-    assert driver.core.slots[("default", 0)].failures == 1
+    assert driver.core.restarts.history("default", 0).failures == 1
 
 
 def test_a_long_lived_worker_resets_the_backoff() -> None:
@@ -188,14 +189,15 @@ def test_a_clean_exit_after_performs_is_a_retirement_not_a_crash() -> None:
                        "5 performs") in effects
     assert Spawn("default", 0) in effects
     assert driver.core.state is MasterState.RUNNING
-    assert driver.core.crash_times == []
+    assert driver.core.restarts.intensity.times == []
 
 
 def test_a_clean_exit_during_setup_is_a_crash() -> None:
     driver = booted(workers=1, max_restarts=0)
     (pid,) = driver.pids()
     effects = driver.send(ChildExited(pid, 0))
-    assert Log("error", f"worker group=default slot=0 pid={pid} crashed (exit status 0)") in effects
+    assert Log("error", f"worker group=default slot=0 pid={pid} setup failed (exit status 0)"
+               ) in effects
     assert Log("error", "more than 0 crashes in 60s: giving up") in effects
     assert driver.core.state is MasterState.STOPPED  # terminating, with no worker left
     assert Exit(1) in effects and not driver.of(Spawn)
@@ -282,9 +284,9 @@ def test_reload_drops_removed_groups_and_their_backoff() -> None:
     driver.send(ChildExited(b_pid, 1))
     (b_pid,) = [w.pid for w in driver.core.active_workers("b")]
     driver.send(ChildExited(b_pid, 1))
-    assert ("b", 0) in driver.core.slots
+    assert driver.core.restarts.history("b", 0) is not None
     driver.send(Reload(PoolConfig.of(groups={"a": 2, "c": 1})))
-    assert ("b", 0) not in driver.core.slots
+    assert driver.core.restarts.history("b", 0) is None
     assert sorted((w.group, w.slot) for w in driver.core.active_workers()) == [
         ("a", 0), ("a", 1), ("c", 0)]
 
@@ -306,7 +308,7 @@ def test_the_machines_have_only_their_rows_and_forget_the_dead() -> None:
     driver = booted(workers=2)
     worker = driver.core.workers[0]
     assert not hasattr(worker, "to_IDLE") and not hasattr(driver.core, "to_STOPPED")
-    machine = driver.core._worker_machine
+    machine = driver.core.roster._machine
     assert machine.models == driver.core.workers
     for pid in driver.pids():
         driver.send(ChildExited(pid, 1))
@@ -339,9 +341,10 @@ def test_reload_keeps_the_backoff_of_groups_that_stay() -> None:
     for _ in range(2):
         (pid,) = driver.pids()
         driver.send(ChildExited(pid, 1))
-    history = driver.core.slots[("a", 0)]
+    history = driver.core.restarts.history("a", 0)
     driver.send(Reload(PoolConfig.of(groups={"a": 1, "b": 1}, restart_backoff=5)))
-    assert driver.core.slots == {("a", 0): history}
+    assert driver.core.restarts.history("a", 0) is history
+    assert list(driver.core.restarts.groups) == ["a"]
     assert [w.group for w in driver.core.active_workers()] == ["b"]
 
 
@@ -400,7 +403,7 @@ def test_a_crash_exactly_one_period_ago_no_longer_counts() -> None:
     (pid,) = driver.pids()
     driver.send(ChildExited(pid, 1, at=10))
     assert driver.core.state is MasterState.RUNNING
-    assert driver.core.crash_times == [10]
+    assert driver.core.restarts.intensity.times == [10]
 
 
 def test_without_a_crash_limit_old_crashes_are_forgotten_too() -> None:
@@ -410,7 +413,7 @@ def test_without_a_crash_limit_old_crashes_are_forgotten_too() -> None:
         (pid,) = driver.pids()
         driver.send(ChildExited(pid, 1, at=at))
         driver.send(Tick(now=at + 1))
-    assert driver.core.crash_times == [90, 95]
+    assert driver.core.restarts.intensity.times == [90, 95]
 
 
 def test_a_fork_failure_that_answers_no_spawn_is_named() -> None:
@@ -433,9 +436,10 @@ def test_a_stopped_worker_that_performed_does_not_wipe_a_later_backoff() -> None
         Log("info", f"worker group=default slot=0 pid={pid} performing -> stopping "
                     "(deadline_passed)"),
         Log("error", f"worker group=default slot=0 pid={pid} timed out; dumping its stack (ABRT)"),
-        Kill(pid, Sig.ABRT), Spawn("default", 0), WakeAt(11.0)]
+        Kill(pid, Sig.ABRT), RunHook("before_fork", ("default", 0)), Spawn("default", 0),
+        WakeAt(11.0)]
     effects = core.handle(ForkFailed("default", 0, "EAGAIN"))
-    assert core.slots[("default", 0)].respawn_at == 1.125
+    assert core.restarts.respawn_at("default", 0) == 1.125
     effects = core.handle(ChildExited(pid, -6, performs=1))
     assert not [e for e in effects if isinstance(e, Spawn)]
     assert Spawn("default", 0) in core.handle(Tick(1.125))
@@ -493,52 +497,7 @@ def test_a_due_slot_held_back_by_the_crash_limit_asks_for_no_wake_up() -> None:
     core.handle(Boot(at=0.0))
     effects = core.handle(ForkFailed("default", 0, "EAGAIN", at=1.0))
     assert not [e for e in effects if isinstance(e, Spawn | WakeAt)]
-    assert core.bookkeeping_errors() == []
+    assert core.recount() == []
     effects = core.handle(Forked("default", 1, 100, at=1.0))
     assert core.state is MasterState.TERMINATING
     assert Kill(100, Sig.TERM) in effects
-
-
-def test_the_bookkeeping_check_finds_each_kind_of_drift() -> None:
-    # the tests trust bookkeeping_errors() after every event: it must see every drift
-    def drifted(spoil) -> list[str]:
-        driver = booted(groups={"a": 2}, setup_timeout=5)
-        spoil(driver.core)
-        return driver.core.bookkeeping_errors()
-
-    assert drifted(lambda core: None) == []
-    assert drifted(lambda core: core._active.popitem()) == [
-        "live slots [('a', 0)] != [('a', 0), ('a', 1)]"]
-    assert drifted(lambda core: core._vacant.update({("a", 7): 0.0})) == [
-        "vacant slots [('a', 7)] != []"]
-    assert drifted(lambda core: core._unforked.update({("a", 0): core.workers[0]})) == [
-        "unforked [('a', 0)] != []"]
-    assert drifted(lambda core: setattr(core, "_old_workers", 1)) == [
-        "1 old workers counted, 0 found"]
-    assert drifted(lambda core: core._deadline_heap.clear()) == [
-        "the deadline heap lost the earliest worker deadline"]
-    assert drifted(lambda core: setattr(core.workers[1], "slot", 0)) == [
-        "two live workers share a slot",
-        "live slots [('a', 0), ('a', 1)] != [('a', 0)]",
-        "vacant slots [] != [('a', 1)]"]
-
-    driver = booted(workers=1, restart_backoff=2)  # a slot vacant until its back-off ends
-    for at in (1.0, 1.5):
-        (pid,) = driver.pids()
-        driver.send(ChildExited(pid, 1, at=at))
-    assert driver.core.bookkeeping_errors() == []
-    driver.core._vacant[("default", 0)] = 9.0
-    assert driver.core.bookkeeping_errors() == [
-        "slot ('default', 0) refills at 9.0, its history says otherwise"]
-
-
-def test_the_deadline_heap_stays_small_when_deadlines_move_back() -> None:
-    # stale entries leave the heap when they reach its top; deadlines that keep moving
-    # earlier leave them below it, so the heap is rebuilt once it is mostly stale
-    driver = booted(workers=1, setup_timeout=None, timeout=1000)
-    (pid,) = driver.pids()
-    for step in range(500):
-        driver.send(Observed(pid, PERFORMING, heartbeat_at=500.0 - step, performs=step,
-                             at=1.0))
-    assert len(driver.core._deadline_heap) <= 4 * 1 + 64 + 1
-    assert driver.core.next_deadline() == 1001.0

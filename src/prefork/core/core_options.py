@@ -144,6 +144,23 @@ class Text(Kind):
 
 
 @dataclass(frozen=True)
+class FilePath(Kind):
+    """The path of a file, as text (the core never opens it; the adapter reads it), or
+    ``None`` when ``optional``."""
+
+    optional: bool = False
+    metavar = "PATH"
+
+    def why_not(self, value: object) -> str | None:
+        if value is None and self.optional:
+            return None
+        return None if isinstance(value, str) and value else "must be a path (non-empty text)"
+
+    def describe(self) -> str:
+        return "file path" + (", or none" if self.optional else "")
+
+
+@dataclass(frozen=True)
 class Option:
     """One option, declared once.
 
@@ -200,6 +217,8 @@ CORE_OPTIONS: tuple[Option, ...] = (
            "the window of max_restarts, in seconds", scope=MASTER),
     Option("name", Text(), "prefork", "names the master in process titles and log lines",
            scope=MASTER, short="-n"),
+    Option("config_file", FilePath(optional=True), None, "the TOML file a HUP reads again",
+           scope=MASTER, reloadable=False),
 )
 
 GROUP_OPTIONS: tuple[Option, ...] = tuple(o for o in CORE_OPTIONS if o.scope == GROUP)

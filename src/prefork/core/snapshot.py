@@ -8,7 +8,9 @@ reader's feet as the pool moves on.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -43,3 +45,19 @@ class Snapshot:
             worker.pid for worker in self.workers
             if worker.pid is not None and stopping in (None, worker.stopping)
         ]
+
+
+def take_snapshot(state: object, targets: dict[str, int], workers: Iterable[Any],
+                  exit_code: int) -> Snapshot:
+    """A snapshot of the master in ``state`` with these targets and workers (any objects
+    with the fields of a worker: the core's own ``Worker`` models)."""
+    return Snapshot(
+        state=str(state),
+        targets=tuple(targets.items()),
+        workers=tuple(
+            WorkerView(w.group, w.slot, w.pid, str(w.state), w.performs, w.generation,
+                       w.stop_signal is not None)
+            for w in workers
+        ),
+        exit_code=exit_code,
+    )

@@ -1,0 +1,323 @@
+"""The roster: every worker the master knows, and the indexes the derived rules read.
+
+The derived rules run after every event, so they must not walk the pool: a scoreboard
+scan of 256 workers hands the core 256 readings at once. They read indexes kept up to
+date as workers change: the worker of each pid, the live worker of each slot, the Spawns
+not answered yet, the vacant slots with the time each may be refilled (and a heap of
+those times), a heap of worker deadlines, the number of workers of an older generation,
+and the workers a retirement check is due for. One event then costs the same with 4
+workers or 256.
+
+Indexes kept by hand drift when one caller forgets one of them, so there is one door:
+``change(worker, trigger, ...)`` fires a worker trigger and brings every index in step
+with what the row did (a pid recorded, a deadline moved, a slot left, a death), and
+``enlist`` is the only way in. Nothing else changes a worker. ``recount()`` compares all
+of it with a count from scratch; the tests call it after every event.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import Any
+
+from transitions import Machine, MachineError
+
+from prefork.core.context import MachineContext
+from prefork.core.effects import Log, RunHook, Spawn
+from prefork.core.errors import CoreError
+from prefork.core.settings import GroupConfig, PoolConfig
+from prefork.core.worker_machine import ACTIVE, WORKER_TRANSITIONS, Worker, WorkerState
+
+Slot = tuple[str, int]
+
+
+def new_worker_machine() -> Machine:
+    """The one machine every worker of a roster is a model of."""
+    return Machine(
+        model=None, states=WorkerState, transitions=WORKER_TRANSITIONS,
+        initial=WorkerState.SPAWNING, auto_transitions=False, ignore_invalid_triggers=False,
+    )
+
+
+class Roster:
+    """The workers, their indexes, each group's target and the current generation.
+
+    ``refill_time(group, slot)`` says when a vacant slot may be spawned again (the
+    restart policy's back-off); the roster asks it whenever a slot falls vacant, and
+    ``reschedule`` tells it that a vacant slot's time changed.
+    """
+
+    def __init__(self, config: PoolConfig, context: MachineContext,
+                 refill_time: Callable[[str, int], float]) -> None:
+        self.context = context
+        self.targets: dict[str, int] = {g.name: g.workers for g in config.groups}
+        self.generation = 0
+        self._refill_time = refill_time
+        self._machine = new_worker_machine()
+        self._workers: dict[Worker, None] = {}  # in spawn order
+        self._serial = 0
+        self._by_pid: dict[int, Worker] = {}
+        self._unforked: dict[Slot, Worker] = {}  # Spawns not answered yet
+        self._active: dict[Slot, Worker] = {}  # slot -> its live worker
+        self._vacant: dict[Slot, float] = {}  # slot below target -> refill time
+        self._vacancy_heap: list[tuple[float, int, int, str]] = []  # lazily pruned
+        self._deadline_heap: list[tuple[float, int, Worker]] = []  # lazily pruned
+        self._maybe_surplus: dict[Worker, None] = {}  # workers a retirement check is due for
+        self.old_workers = 0  # workers of an older generation than the current one
+        self._group_order: dict[str, int] = {}
+        self._track_targets()
+
+    # reading ------------------------------------------------------------------------
+
+    @property
+    def workers(self) -> list[Worker]:
+        """Every worker not yet reaped, in spawn order."""
+        return list(self._workers)
+
+    def __len__(self) -> int:
+        return len(self._workers)
+
+    def by_pid(self, pid: int) -> Worker | None:
+        return self._by_pid.get(pid)
+
+    def unanswered(self, group: str, slot: int) -> Worker | None:
+        """The worker whose ``Spawn(group, slot)`` awaits ``Forked`` or ``ForkFailed``."""
+        return self._unforked.get((group, slot))
+
+    def first_unanswered(self) -> Slot | None:
+        return next(iter(self._unforked), None)
+
+    def active(self, group: str | None = None) -> list[Worker]:
+        """Workers that count towards a target: spawning, idle or performing."""
+        return [w for w in self._workers if w.is_active and group in (None, w.group)]
+
+    # the door -----------------------------------------------------------------------
+
+    def enlist(self, settings: GroupConfig, slot: int) -> Worker:
+        """A new worker for ``slot``: run the ``before_fork`` hook, then ask for the fork."""
+        worker = Worker(settings, slot, self.generation, self.context)
+        self._serial += 1
+        worker.serial = self._serial
+        self._machine.add_model(worker)
+        self._workers[worker] = None
+        key = (worker.group, slot)
+        self._unforked[key] = worker
+        self._active[key] = worker
+        self._vacant.pop(key, None)
+        self.context.emit(RunHook("before_fork", key))
+        self.context.emit(Spawn(worker.group, slot))
+        return worker
+
+    def change(self, worker: Worker, trigger: str, *args: Any) -> None:
+        """Fire ``trigger`` on ``worker`` and keep every index in step; log a state change.
+
+        A pair the table has no row for raises ``CoreError`` naming the machine, the
+        worker, its state and the trigger; the worker is left as it was.
+        """
+        before, deadline, pid = worker.state, worker.deadline, worker.pid
+        position = self.context.mark()
+        method = getattr(worker, trigger, None)
+        if method is None:  # a trigger of the other machine
+            raise CoreError(self._no_row(worker, trigger, before))
+        try:
+            method(*args)
+        except MachineError:
+            raise CoreError(self._no_row(worker, trigger, before)) from None
+        self._reindex(worker, before, deadline, pid)
+        if worker.state is not before:
+            self.context.insert(position, [Log(
+                "info", f"worker {worker.label} {before} -> {worker.state} ({trigger})")])
+
+    @staticmethod
+    def _no_row(worker: Worker, trigger: str, state: WorkerState) -> str:
+        return f"worker machine: no row for {trigger} in state {state} ({worker.label})"
+
+    def _reindex(self, worker: Worker, before: WorkerState, deadline: float | None,
+                 pid: int | None) -> None:
+        key = (worker.group, worker.slot)
+        if pid is None and worker.pid is not None:
+            del self._unforked[key]
+            self._by_pid[worker.pid] = worker
+        if before in ACTIVE and not worker.is_active:
+            if self._active.get(key) is worker:
+                del self._active[key]
+            if worker.slot < self.targets.get(worker.group, 0):
+                self._set_vacancy(key)
+        if worker.deadline is not None and (worker.deadline != deadline
+                                            or worker.deadline <= self.context.now):
+            self._push_deadline(worker)
+        if worker.is_active and worker.worn_out:
+            self._maybe_surplus[worker] = None
+        if worker.state is WorkerState.DEAD:
+            self._bury(worker, key)
+
+    def _bury(self, worker: Worker, key: Slot) -> None:
+        """Forget a dead worker: it leaves the machine and every index."""
+        self._machine.remove_model(worker)
+        del self._workers[worker]
+        if worker.pid is None:
+            del self._unforked[key]
+        else:
+            del self._by_pid[worker.pid]
+        if worker.generation < self.generation:
+            self.old_workers -= 1
+        self._maybe_surplus.pop(worker, None)
+
+    def adopt(self, config: PoolConfig) -> None:
+        """A reload: workers of the groups it keeps take their group's new options (a
+        longer ``graceful_timeout`` applies to the stop that replaces them); workers of a
+        group it drops keep the options they had."""
+        kept = set(config.group_names)
+        for worker in self._workers:
+            if worker.group in kept:
+                worker.settings = config.group(worker.group)
+
+    # targets and generations ------------------------------------------------------------
+
+    def set_targets(self, targets: dict[str, int]) -> None:
+        self.targets = dict(targets)
+        self._track_targets()
+
+    def set_target(self, group: str, n: int) -> None:
+        self.targets[group] = n
+        self._track_targets()
+
+    def new_generation(self) -> None:
+        """Every worker now belongs to an older generation (a reload replaces them)."""
+        self.generation += 1
+        self.old_workers = len(self._workers)
+
+    def _track_targets(self) -> None:
+        """The targets changed (boot, scale, reload): recount vacancies and surplus."""
+        self._group_order = {group: index for index, group in enumerate(self.targets)}
+        self._vacant = {}
+        self._vacancy_heap = []
+        for group, target in self.targets.items():
+            for slot in range(target):
+                if (group, slot) not in self._active:
+                    self._set_vacancy((group, slot))
+        for (group, slot), worker in self._active.items():
+            if slot >= self.targets.get(group, 0):
+                self._maybe_surplus[worker] = None
+
+    # retirement ---------------------------------------------------------------------
+
+    def next_surplus(self, paused: bool) -> Worker | None:
+        """The first live worker (in spawn order) to retire: beyond its group's target,
+        worn out by ``max_performs``, or any worker at all while ``paused``."""
+        if paused:
+            candidates = list(self._active.values())
+        else:  # only a reading, a count or a smaller target makes a worker surplus
+            candidates = list(self._maybe_surplus)
+            self._maybe_surplus.clear()
+        surplus = [w for w in candidates if w.is_active and (
+            paused or w.slot >= self.targets[w.group] or w.worn_out)]
+        if not surplus:
+            return None
+        first, *others = sorted(surplus, key=lambda worker: worker.serial)
+        self._maybe_surplus.update(dict.fromkeys(others))
+        return first
+
+    # deadlines ----------------------------------------------------------------------
+
+    def _push_deadline(self, worker: Worker) -> None:
+        heap = self._deadline_heap
+        assert worker.deadline is not None
+        heapq.heappush(heap, (worker.deadline, worker.serial, worker))
+        if len(heap) > 4 * len(self._workers) + 64:  # mostly stale: rebuild it
+            self._deadline_heap = [(w.deadline, w.serial, w) for w in self._workers
+                                   if w.deadline is not None]
+            heapq.heapify(self._deadline_heap)
+
+    @staticmethod
+    def _deadline_is_current(entry: tuple[float, int, Worker]) -> bool:
+        when, _, worker = entry
+        return worker.deadline == when and worker.state is not WorkerState.DEAD
+
+    def earliest_deadline(self) -> float | None:
+        heap = self._deadline_heap
+        while heap and not self._deadline_is_current(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def past_deadline(self, now: float) -> list[Worker]:
+        """Workers whose deadline has come, in spawn order (each once)."""
+        heap = self._deadline_heap
+        due: dict[Worker, None] = {}
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            if self._deadline_is_current(entry):
+                due[entry[2]] = None
+        return sorted(due, key=lambda worker: worker.serial)
+
+    # vacancies ----------------------------------------------------------------------
+
+    def reschedule(self, group: str, slot: int) -> None:
+        """The slot's refill time changed (a failure backed it off): if it is vacant,
+        it is refilled at the new time."""
+        if (group, slot) in self._vacant:
+            self._set_vacancy((group, slot))
+
+    def _set_vacancy(self, key: Slot) -> None:
+        """A slot below its target has no live worker: it is refilled at its refill time."""
+        group, slot = key
+        when = self._refill_time(group, slot)
+        self._vacant[key] = when
+        heapq.heappush(self._vacancy_heap, (when, self._group_order[group], slot, group))
+
+    def earliest_refill_after(self, now: float) -> float | None:
+        """The first back-off to end after ``now``: when a vacant slot may be spawned."""
+        heap = self._vacancy_heap
+        while heap and self._vacant.get((heap[0][3], heap[0][2])) != heap[0][0]:
+            heapq.heappop(heap)  # filled, or refilled at another time since
+        if not heap:
+            return None
+        if heap[0][0] > now:
+            return heap[0][0]
+        # some slot is due but was not spawned (too many crashes): look past it
+        return min((when for when in self._vacant.values() if when > now), default=None)
+
+    def due_vacancies(self, now: float) -> list[Slot]:
+        """Vacant slots whose back-off is over, in group then slot order."""
+        heap = self._vacancy_heap
+        due: dict[Slot, None] = {}
+        while heap and heap[0][0] <= now:
+            when, _, slot, group = heapq.heappop(heap)
+            if self._vacant.get((group, slot)) == when:
+                due[(group, slot)] = None
+        return sorted(due, key=lambda key: (self._group_order[key[0]], key[1]))
+
+    # the check ----------------------------------------------------------------------
+
+    def recount(self) -> list[str]:
+        """Where the indexes differ from a count from scratch (for the tests)."""
+        workers = list(self._workers)
+        errors = []
+        active = {(w.group, w.slot): w for w in workers if w.is_active}
+        if len(active) != sum(w.is_active for w in workers):
+            errors.append("two live workers share a slot")
+        if active != self._active:
+            errors.append(f"live slots {sorted(self._active)} != {sorted(active)}")
+        vacant = {(group, slot) for group, target in self.targets.items()
+                  for slot in range(target) if (group, slot) not in active}
+        if vacant != set(self._vacant):
+            errors.append(f"vacant slots {sorted(self._vacant)} != {sorted(vacant)}")
+        for (group, slot), when in self._vacant.items():
+            if when != self._refill_time(group, slot):
+                errors.append(f"slot {(group, slot)} refills at {when}, its history says "
+                              "otherwise")
+        unforked = {(w.group, w.slot): w for w in workers if w.pid is None}
+        if unforked != self._unforked:
+            errors.append(f"unforked {sorted(self._unforked)} != {sorted(unforked)}")
+        if {w.pid: w for w in workers if w.pid is not None} != self._by_pid:
+            errors.append("the pid index is not the forked workers")
+        old = sum(w.generation < self.generation for w in workers)
+        if old != self.old_workers:
+            errors.append(f"{self.old_workers} old workers counted, {old} found")
+        deadlines = [w.deadline for w in workers if w.deadline is not None]
+        if min(deadlines, default=None) != self.earliest_deadline():
+            errors.append("the deadline heap lost the earliest worker deadline")
+        if self._machine.models != workers:
+            errors.append("the machine's models are not the roster's workers")
+        return errors

@@ -1,0 +1,123 @@
+"""The roster: the door keeps every index in step, and ``recount`` sees every drift.
+
+The supervisor's tests (and the spec runner, and the property machine) call
+``recount()`` after every event; these tests make sure it would notice each kind of
+drift, and pin what a recount alone cannot tell.
+"""
+
+from __future__ import annotations
+
+import pytest
+from core_driver import Driver
+
+from prefork.core import (
+    Boot,
+    ChildExited,
+    CoreError,
+    Observed,
+    PoolConfig,
+    RunHook,
+    Spawn,
+    WorkerState,
+)
+from prefork.core.context import MachineContext
+from prefork.core.roster import Roster
+
+PERFORMING = WorkerState.PERFORMING
+
+
+def booted(**options) -> Driver:
+    options.setdefault("setup_timeout", None)
+    driver = Driver(PoolConfig.of(**options))
+    driver.send(Boot(at=0.0))
+    return driver
+
+
+def test_enlisting_runs_before_fork_then_asks_for_the_fork() -> None:
+    context = MachineContext()
+    config = PoolConfig.of(groups={"a": 1})
+    roster = Roster(config, context, lambda group, slot: 0.0)
+    worker = roster.enlist(config.group("a"), 0)
+    assert context.take() == [RunHook("before_fork", ("a", 0)), Spawn("a", 0)]
+    assert roster.unanswered("a", 0) is worker and roster.first_unanswered() == ("a", 0)
+    assert roster.recount() == []
+
+
+def test_the_door_indexes_the_pid_and_forgets_the_dead() -> None:
+    context = MachineContext()
+    config = PoolConfig.of(groups={"a": 1}, setup_timeout=None)
+    roster = Roster(config, context, lambda group, slot: 0.0)
+    worker = roster.enlist(config.group("a"), 0)
+    roster.change(worker, "forked", 42)
+    assert roster.by_pid(42) is worker and roster.first_unanswered() is None
+    assert roster.recount() == []
+    roster.change(worker, "exited", 1, None)
+    assert roster.by_pid(42) is None and roster.workers == [] and len(roster) == 0
+    assert roster._machine.models == []
+    assert roster.due_vacancies(0.0) == [("a", 0)]
+    assert roster.recount() == []
+
+
+def test_a_missing_row_leaves_the_worker_and_every_index_alone() -> None:
+    context = MachineContext()
+    config = PoolConfig.of(groups={"a": 1}, setup_timeout=None)
+    roster = Roster(config, context, lambda group, slot: 0.0)
+    worker = roster.enlist(config.group("a"), 0)
+    roster.change(worker, "forked", 42)
+    roster.change(worker, "reported_idle", 0.0, 0)
+    context.take()
+    with pytest.raises(CoreError, match="no row for reported_spawning in state idle"):
+        roster.change(worker, "reported_spawning", 0.0, 0)
+    with pytest.raises(CoreError, match="worker machine: no row for booted in state idle"):
+        roster.change(worker, "booted")
+    assert worker.state is WorkerState.IDLE
+    assert roster.recount() == [] and context.take() == []
+
+
+def test_the_bookkeeping_check_finds_each_kind_of_drift() -> None:
+    # the tests trust recount() after every event: it must see every drift
+    def drifted(spoil) -> list[str]:
+        driver = booted(groups={"a": 2}, setup_timeout=5)
+        spoil(driver.core.roster)
+        return driver.core.recount()
+
+    assert drifted(lambda roster: None) == []
+    assert drifted(lambda roster: roster._active.popitem()) == [
+        "live slots [('a', 0)] != [('a', 0), ('a', 1)]"]
+    assert drifted(lambda roster: roster._vacant.update({("a", 7): 0.0})) == [
+        "vacant slots [('a', 7)] != []"]
+    assert drifted(lambda roster: roster._unforked.update({("a", 0): roster.workers[0]})) == [
+        "unforked [('a', 0)] != []"]
+    assert drifted(lambda roster: roster._by_pid.popitem()) == [
+        "the pid index is not the forked workers"]
+    assert drifted(lambda roster: setattr(roster, "old_workers", 1)) == [
+        "1 old workers counted, 0 found"]
+    assert drifted(lambda roster: roster._deadline_heap.clear()) == [
+        "the deadline heap lost the earliest worker deadline"]
+    assert drifted(lambda roster: roster._machine.remove_model(roster.workers[0])) == [
+        "the machine's models are not the roster's workers"]
+    assert drifted(lambda roster: setattr(roster.workers[1], "slot", 0)) == [
+        "two live workers share a slot",
+        "live slots [('a', 0), ('a', 1)] != [('a', 0)]",
+        "vacant slots [] != [('a', 1)]"]
+
+    driver = booted(workers=1, restart_backoff=2)  # a slot vacant until its back-off ends
+    for at in (1.0, 1.5):
+        (pid,) = driver.pids()
+        driver.send(ChildExited(pid, 1, at=at))
+    assert driver.core.recount() == []
+    driver.core.roster._vacant[("default", 0)] = 9.0
+    assert driver.core.recount() == [
+        "slot ('default', 0) refills at 9.0, its history says otherwise"]
+
+
+def test_the_deadline_heap_stays_small_when_deadlines_move_back() -> None:
+    # stale entries leave the heap when they reach its top; deadlines that keep moving
+    # earlier leave them below it, so the heap is rebuilt once it is mostly stale
+    driver = booted(workers=1, setup_timeout=None, timeout=1000)
+    (pid,) = driver.pids()
+    for step in range(500):
+        driver.send(Observed(pid, PERFORMING, heartbeat_at=500.0 - step, performs=step,
+                             at=1.0))
+    assert len(driver.core.roster._deadline_heap) <= 4 * 1 + 64 + 1
+    assert driver.core.next_deadline() == 1001.0
