@@ -12,6 +12,7 @@ from core_driver import Driver
 from prefork.core import (
     Boot,
     ChildExited,
+    ConfigRejected,
     CoreError,
     Exit,
     Forked,
@@ -21,7 +22,9 @@ from prefork.core import (
     MasterState,
     Observed,
     PoolConfig,
+    ReadConfig,
     Reload,
+    Reply,
     RunHook,
     Scale,
     SetTitle,
@@ -29,6 +32,7 @@ from prefork.core import (
     Signal,
     Spawn,
     StartWorker,
+    Status,
     StopWorker,
     Supervisor,
     Tick,
@@ -501,3 +505,49 @@ def test_a_due_slot_held_back_by_the_crash_limit_asks_for_no_wake_up() -> None:
     effects = core.handle(Forked("default", 1, 100, at=1.0))
     assert core.state is MasterState.TERMINATING
     assert Kill(100, Sig.TERM) in effects
+
+
+# answers to effects: ReadConfig, and the hooks ------------------------------------------
+
+
+def test_a_read_config_is_answered_before_anything_else() -> None:
+    driver = booted(workers=1, config_file="pool.toml")
+    assert ReadConfig("pool.toml") in driver.send(Signal(Sig.HUP, at=1))
+    assert driver.core.state is MasterState.RUNNING  # waiting for the answer
+    with pytest.raises(CoreError, match=r"before ReadConfig\('pool.toml'\) was answered"):
+        driver.core.handle(Signal(Sig.TTIN))
+    effects = driver.send(ConfigRejected("pool.toml", "bad", at=1))
+    assert driver.core.state is MasterState.RELOADING
+    assert Log("error", "config file pool.toml not reloaded, the running config stays: "
+                        "bad") in effects
+    with pytest.raises(CoreError, match="answers no ReadConfig"):
+        driver.core.handle(ConfigRejected("pool.toml", "bad"))
+
+
+def test_without_a_config_file_hup_reads_nothing() -> None:
+    driver = booted(workers=1)
+    effects = driver.send(Signal(Sig.HUP, at=1))
+    assert not driver.of(ReadConfig) and driver.core.state is MasterState.RELOADING
+    assert Spawn("default", 0) in effects
+
+
+def test_the_hooks_come_in_order_around_spawns_and_reaps() -> None:
+    driver = Driver(PoolConfig.of(workers=2, setup_timeout=None))
+    effects = driver.core.handle(Boot(at=0))
+    hooks_and_spawns = [e for e in effects if isinstance(e, RunHook | Spawn)]
+    assert hooks_and_spawns == [
+        RunHook("before_fork", ("default", 0)), Spawn("default", 0),
+        RunHook("before_fork", ("default", 1)), Spawn("default", 1),
+        RunHook("when_ready", ())]
+    driver = booted(workers=1)
+    (pid,) = driver.pids()
+    effects = driver.send(ChildExited(pid, 3, at=1))
+    assert effects.index(RunHook("on_worker_exit", (pid, 3))) < effects.index(
+        RunHook("before_fork", ("default", 0)))
+
+
+def test_status_is_answered_with_the_snapshot_and_changes_nothing() -> None:
+    driver = booted(workers=2)
+    before = driver.core.snapshot()
+    assert driver.send(Status("me", at=1)) == [Reply("me", before)]
+    assert driver.core.snapshot() == before

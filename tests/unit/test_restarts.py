@@ -1,0 +1,71 @@
+"""The restart policy alone: back-off arithmetic per group and slot, the intensity window,
+and which classes of end are failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from prefork.core import GroupConfig, Outcome, PoolConfig, backoff_delay
+from prefork.core.restarts import FAILURES, RestartIntensity, RestartPolicy
+
+FAST = GroupConfig("fast", 1, restart_backoff=1, restart_backoff_max=4)
+SLOW = GroupConfig("slow", 1, restart_backoff=10, restart_backoff_max=100)
+
+
+def test_backoff_doubles_from_the_second_failure_and_stops_at_the_cap() -> None:
+    assert [backoff_delay(n, FAST) for n in range(1, 7)] == [0, 1, 2, 4, 4, 4]
+    assert backoff_delay(10_000, FAST) == 4  # no float overflow on a long crash loop
+
+
+def test_failures_and_retirements_are_told_apart_by_class() -> None:
+    assert {Outcome.RETIRED, Outcome.EXITED}.isdisjoint(FAILURES)
+    assert set(Outcome) - {Outcome.RETIRED, Outcome.EXITED} == FAILURES
+
+
+def test_each_group_backs_off_with_its_own_options() -> None:
+    policy = RestartPolicy(PoolConfig.of(groups={"fast": 1, "slow": 1}))
+    for now in (1.0, 2.0):
+        policy.failed(Outcome.CRASHED, FAST, 0, now, uptime=0.0)
+        lines = policy.failed(Outcome.CRASHED, SLOW, 0, now, uptime=0.0)
+    assert policy.respawn_at("fast", 0) == 3.0 and policy.respawn_at("slow", 0) == 12.0
+    assert [line.message for line in lines] == [
+        "slot slow.0 failed 2 times in a row; respawn in 10s"]
+    assert policy.respawn_at("fast", 1) == 0.0  # another slot has its own run
+
+
+def test_a_worker_that_performed_or_lived_long_ends_the_run() -> None:
+    policy = RestartPolicy(PoolConfig())
+    for _ in range(3):
+        policy.failed(Outcome.KILLED, FAST, 0, 1.0, uptime=0.0)
+    policy.worked("fast", 0)
+    assert policy.history("fast", 0) is None
+    for _ in range(3):
+        policy.failed(Outcome.CRASHED, FAST, 0, 1.0, uptime=0.0)
+    assert policy.failed(Outcome.CRASHED, FAST, 0, 9.0, uptime=4.0) == []  # up 4s: a new run
+    assert policy.history("fast", 0).failures == 1
+
+
+def test_the_intensity_counts_failures_inside_the_period_only() -> None:
+    intensity = RestartIntensity(max_restarts=1, period=10)
+    intensity.record(0.0)
+    intensity.record(5.0)
+    assert intensity.exceeded(9.0)
+    assert not intensity.exceeded(10.0)  # the failure at 0 is exactly one period old
+    assert intensity.times == [5.0]
+    assert not RestartIntensity(None, 10).exceeded(1e9)
+
+
+def test_a_reload_forgets_dropped_groups_and_takes_the_new_limit() -> None:
+    policy = RestartPolicy(PoolConfig.of(groups={"fast": 1, "slow": 1}))
+    policy.failed(Outcome.SETUP_FAILED, FAST, 0, 1.0, uptime=0.0)
+    policy.failed(Outcome.TIMED_OUT, SLOW, 0, 1.0, uptime=0.0)
+    policy.reconfigure(PoolConfig.of(groups={"fast": 1}, max_restarts=1, restart_period=5))
+    assert list(policy.groups) == ["fast"]
+    assert (policy.intensity.max_restarts, policy.intensity.period) == (1, 5)
+    assert policy.exhausted(2.0)  # the two failures at t=1 are kept
+
+
+def test_a_retirement_is_not_counted() -> None:
+    policy = RestartPolicy(PoolConfig())
+    with pytest.raises(AssertionError):
+        policy.failed(Outcome.RETIRED, FAST, 0, 1.0, uptime=0.0)
