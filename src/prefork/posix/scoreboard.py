@@ -14,6 +14,9 @@ A slot is 32 bytes::
                                       last heartbeat(); 0 before the first perform
     offset 8   uint64  performs       performs finished
     offset 16  uint8   state          0 free, 1 spawning, 2 idle, 3 performing
+    offset 20  uint32  failures       failed performs that did not end the worker (a
+                                      forked perform's child that raised or died):
+                                      only the worker knows of them
 
 Slots are the adapter's, not the core's: during a reload an old and a new worker have
 the same core slot number at once, so each forked worker gets a free scoreboard index
@@ -24,8 +27,8 @@ no fixed bound. Pages are only touched when used.
 
 Readings are samples, not a log: the master may miss a perform between two looks, and a
 reading may mix two moments (the fields are written one by one). The core is built for
-that: it only ever needs the latest state, the latest heartbeat and a performs count
-that never goes down.
+that: it only ever needs the latest state, the latest heartbeat, and counts of performs
+and failures that never go down.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ SLOT_SIZE = 32
 SEGMENT_SLOTS = 256
 _DOUBLES_PER_SLOT = SLOT_SIZE // 8
 _STATE_OFFSET = 16
+_FAILURES_OFFSET = 20
 
 FREE, SPAWNING, IDLE, PERFORMING = 0, 1, 2, 3
 STATE_NAMES: dict[int, WorkerState] = {
@@ -59,29 +63,32 @@ class Reading(NamedTuple):
     state: int
     heartbeat_at: float
     performs: int
+    failures: int = 0
 
     @property
     def worker_state(self) -> WorkerState | None:
         return STATE_NAMES.get(self.state)
 
 
-FRESH_READING = Reading(SPAWNING, 0.0, 0)  # what ``allocate`` writes
+FRESH_READING = Reading(SPAWNING, 0.0, 0, 0)  # what ``allocate`` writes
 
 
 class Slot:
-    """One worker's slot, as that worker writes it: three one-item typed views.
+    """One worker's slot, as that worker writes it: four one-item typed views.
 
-    ``slot.state[0] = PERFORMING``, ``slot.heartbeat[0] = time.monotonic()`` and
-    ``slot.performs[0] = n`` are each a single store into shared memory.
+    ``slot.state[0] = PERFORMING``, ``slot.heartbeat[0] = time.monotonic()``,
+    ``slot.performs[0] = n`` and ``slot.failures[0] = n`` are each a single store into
+    shared memory.
     """
 
-    __slots__ = ("heartbeat", "index", "performs", "state")
+    __slots__ = ("failures", "heartbeat", "index", "performs", "state")
 
     def __init__(self, view: memoryview, index: int) -> None:
         self.index = index
         self.heartbeat = view[0:8].cast("d")
         self.performs = view[8:16].cast("Q")
         self.state = view[_STATE_OFFSET:_STATE_OFFSET + 1].cast("B")
+        self.failures = view[_FAILURES_OFFSET:_FAILURES_OFFSET + 4].cast("I")
 
 
 class _Segment:
@@ -90,6 +97,7 @@ class _Segment:
         self.view = memoryview(self.memory)
         self.doubles = self.view.cast("d")
         self.counts = self.view.cast("Q")
+        self.words = self.view.cast("I")
         self.bytes = self.view.cast("B")
 
 
@@ -117,7 +125,7 @@ class Scoreboard:
 
     def release(self, index: int) -> None:
         """The worker of ``index`` is reaped: the slot may serve another worker."""
-        self._write(index, FREE, 0.0, 0)
+        self._write(index, FREE, 0.0, 0, 0)
         self._free.append(index)
 
     def read(self, index: int) -> Reading:
@@ -126,6 +134,7 @@ class Scoreboard:
             segment.bytes[i * SLOT_SIZE + _STATE_OFFSET],
             segment.doubles[i * _DOUBLES_PER_SLOT],
             segment.counts[i * _DOUBLES_PER_SLOT + 1],
+            segment.words[(i * SLOT_SIZE + _FAILURES_OFFSET) // 4],
         )
 
     def slot(self, index: int) -> Slot:
@@ -133,10 +142,12 @@ class Scoreboard:
         segment, i = self._locate(index)
         return Slot(segment.view[i * SLOT_SIZE:(i + 1) * SLOT_SIZE], index)
 
-    def _write(self, index: int, state: int, heartbeat_at: float, performs: int) -> None:
+    def _write(self, index: int, state: int, heartbeat_at: float, performs: int,
+               failures: int) -> None:
         segment, i = self._locate(index)
         segment.doubles[i * _DOUBLES_PER_SLOT] = heartbeat_at
         segment.counts[i * _DOUBLES_PER_SLOT + 1] = performs
+        segment.words[(i * SLOT_SIZE + _FAILURES_OFFSET) // 4] = failures
         segment.bytes[i * SLOT_SIZE + _STATE_OFFSET] = state
 
     def _locate(self, index: int) -> tuple[_Segment, int]:
