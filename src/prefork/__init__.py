@@ -19,6 +19,7 @@ from prefork.api import Master
 from prefork.core.errors import ConfigError, CoreError
 from prefork.core.settings import GroupConfig, PoolConfig
 from prefork.core.signals import Sig
+from prefork.interrupts import PerformTimeout, Shutdown
 from prefork.job import Job, WorkerContext
 
 __all__ = [
@@ -27,7 +28,9 @@ __all__ = [
     "GroupConfig",
     "Job",
     "Master",
+    "PerformTimeout",
     "PoolConfig",
+    "Shutdown",
     "Sig",
     "WorkerContext",
     "__version__",

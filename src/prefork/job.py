@@ -32,11 +32,12 @@ class Flags:
     it, and the loop looks at the other flags only then.
     """
 
-    __slots__ = ("hold", "orphaned", "pending", "reopen", "stop")
+    __slots__ = ("hold", "orphaned", "pending", "quick", "reopen", "stop")
 
     def __init__(self) -> None:
         self.pending = False
         self.stop = False
+        self.quick = False  # a quick stop (TERM, INT): no teardown
         self.hold = False
         self.reopen = False
         self.orphaned = False

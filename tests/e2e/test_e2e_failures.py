@@ -39,8 +39,7 @@ def test_a_hung_perform_is_killed_after_timeout_with_its_stack_in_the_log(prefor
     timed_out = time.monotonic() - started
     assert 0.7 < timed_out < 2.5, f"ABRT {timed_out:.2f}s after the perform began"
     pool.expect(r'File ".*jobs\.py", line \d+ in hang_here')
-    pool.expect(rf"pid={pid} did not stop in time; KILL")
-    pool.expect(rf"pid={pid} stopping -> dead")
+    pool.expect(rf"pid={pid} stopping -> dead")  # its group KILLed by itself, at once
     [replacement] = pool.workers_up(1)
     assert replacement != pid and not alive(pid)
     pool.kill("TERM")

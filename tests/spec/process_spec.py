@@ -22,7 +22,10 @@ from spec_tables import STAYS, Shape, load, parse_guard
 from specparse import Row, Scenario, SpecDoc, SpecSyntaxError, Step
 
 from prefork.child.process_machine import (
+    EXIT_PERFORM_RAISED,
     PROCESS_TRIGGERS,
+    BackOff,
+    CountFailure,
     ExitWith,
     LogFailure,
     LogLine,
@@ -33,6 +36,7 @@ from prefork.child.process_machine import (
     ProcessState,
     ReopenLogFiles,
     SetStopping,
+    StartDeadline,
     WorkerProcess,
     new_process_machine,
 )
@@ -43,13 +47,14 @@ MASTER_PID = 100
 NONE_MARKS = ("", "—", "-", "none")
 EFFECT_TYPES: dict[str, type[ProcessEffect]] = {
     cls.__name__: cls
-    for cls in (MarkIdle, NotifyMaster, ReopenLogFiles, SetStopping, LogLine, LogFailure,
-                ExitWith)
+    for cls in (MarkIdle, NotifyMaster, ReopenLogFiles, SetStopping, StartDeadline, LogLine,
+                LogFailure, CountFailure, BackOff, ExitWith)
 }
-# the effects column: a name, with the fields that do not depend on the worker's label
+# the effects column: a name, with the fields that depend neither on the worker's label
+# nor on the run of failures
 COLUMN_ITEM = re.compile(
-    r"^(MarkIdle|NotifyMaster|ReopenLogFiles|SetStopping|LogFailure|"
-    r"LogLine\((debug|info|warning|error)\)|ExitWith\(\d+\))$"
+    r"^(MarkIdle|NotifyMaster|ReopenLogFiles|SetStopping|StartDeadline|LogFailure|"
+    r"CountFailure|BackOff|LogLine\((debug|info|warning|error)\)|ExitWith\(\d+\))$"
 )
 CALL = re.compile(r"^(\w+)\s*(?:\((.*)\))?$")
 # canonical arguments of the triggers that carry fields (the product test's)
@@ -57,6 +62,18 @@ CANONICAL_ARGS: dict[str, tuple[Any, ...]] = {
     "setup_failed": ("setup",),
     "perform_child_failed": (4242, 1),
 }
+# the guards that read the event's fields, not the model: the arguments that make them true
+ARGS_WHEN: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "logged_by_child": ("perform_child_failed", (4242, EXIT_PERFORM_RAISED)),
+}
+
+
+def canonical_args(trigger: str, valuation: dict[str, bool]) -> tuple[Any, ...]:
+    """The arguments to fire ``trigger`` with, so that its guards are as ``valuation``."""
+    for guard, (guarded, args) in ARGS_WHEN.items():
+        if guarded == trigger and valuation.get(guard):
+            return args
+    return CANONICAL_ARGS.get(trigger, ())
 # the ordinary way to each state, from setting_up
 PATHS: dict[ProcessState, tuple[str, ...]] = {
     ProcessState.SETTING_UP: (),
@@ -133,6 +150,8 @@ def column_item(effect: ProcessEffect) -> str:
             return f"LogLine({level})"
         case ExitWith(code):
             return f"ExitWith({code})"
+        case BackOff():
+            return "BackOff"
         case _:
             return type(effect).__name__
 
@@ -154,10 +173,13 @@ def bring_to(model: WorkerProcess, state: ProcessState) -> None:
 
 
 def guard_valuations() -> Iterator[dict[str, bool]]:
-    """Every valuation of the table's guards: the strategy and the master's death."""
+    """Every valuation of the table's guards: the strategy, the master's death, and
+    whether a failed perform child logged its own traceback (its status)."""
     for forks in (False, True):
         for gone in (False, True):
-            yield {"forks_performs": forks, "master_known_gone": gone}
+            for logged in (False, True):
+                yield {"forks_performs": forks, "master_known_gone": gone,
+                       "logged_by_child": logged}
 
 
 def process_in(state: ProcessState, valuation: dict[str, bool]) -> WorkerProcess | None:

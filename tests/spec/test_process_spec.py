@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 from process_spec import (
-    CANONICAL_ARGS,
     ProcessRow,
     ProcessScenarioFailure,
+    canonical_args,
     column_item,
     doc,
     guard_valuations,
@@ -127,7 +127,7 @@ def test_every_state_and_event_does_what_the_spec_says(
     model = process_in(state, valuation)
     assert model is not None
     rows = [r for r in ROWS if r.shape.trigger == trigger and r.allows(state.value, valuation)]
-    args = CANONICAL_ARGS.get(trigger, ())
+    args = canonical_args(trigger, valuation)
     if not rows:
         with pytest.raises(ProcessMachineError) as raised:
             model.fire(trigger, *args)

@@ -14,8 +14,12 @@ from typing import Any
 import pytest
 
 from prefork.child.process_machine import (
+    EXIT_PERFORM_RAISED,
     PROCESS_TRANSITIONS,
     PROCESS_TRIGGERS,
+    BackOff,
+    BackoffSettings,
+    CountFailure,
     ExitWith,
     LogFailure,
     LogLine,
@@ -26,6 +30,7 @@ from prefork.child.process_machine import (
     ProcessState,
     ReopenLogFiles,
     SetStopping,
+    StartDeadline,
     WorkerProcess,
     new_process_machine,
 )
@@ -125,7 +130,8 @@ def test_setup_finished_marks_the_slot_before_it_wakes_the_master() -> None:
 def test_a_lost_master_is_noted_once_and_raises_the_stop_flag() -> None:
     model = new_process()
     assert model.fire("master_lost") == [
-        LogLine("warning", f"{LABEL}: master pid=3999 is gone; stopping"), SetStopping()
+        LogLine("warning", f"{LABEL}: master pid=3999 is gone; stopping"), SetStopping(),
+        StartDeadline(),
     ]
     model.fire("setup_finished")
     assert model.fire("master_lost") == [], "noticed twice, said once"
@@ -150,12 +156,40 @@ def test_a_failure_of_the_perform_loop_exits_1(state: ProcessState) -> None:
 
 
 @pytest.mark.parametrize(("status", "how"), [(1, "exit status 1"), (-9, "killed by signal 9")])
-def test_a_failed_perform_child_is_logged_and_the_batch_goes_on(status: int, how: str) -> None:
+def test_a_perform_child_dead_without_a_word_is_logged_counted_and_backed_off(
+        status: int, how: str) -> None:
     model = new_process(forking=True, state=S.WAITING)
     assert model.fire("perform_child_failed", 77, status) == [
-        LogLine("error", f"{LABEL}: perform in pid=77 failed ({how})")
+        LogLine("error", f"{LABEL}: perform in pid=77 failed ({how})"), CountFailure(),
+        BackOff(0.0),
     ]
     assert model.state is S.WAITING
+
+
+def test_a_perform_child_that_logged_its_traceback_is_not_logged_again() -> None:
+    model = new_process(forking=True, state=S.WAITING)
+    assert model.fire("perform_child_failed", 77, EXIT_PERFORM_RAISED) == [
+        CountFailure(), BackOff(0.0)]
+
+
+def test_failed_perform_children_back_off_with_the_groups_settings_until_one_succeeds() -> None:
+    model = new_process(forking=True, state=S.WAITING)
+    model.begin(LABEL, 3999, forking=True, backoff=BackoffSettings(0.5, 1.5))
+    delays = [model.fire("perform_child_failed", n, EXIT_PERFORM_RAISED)[-1]
+              for n in range(5)]
+    assert delays == [BackOff(0.0), BackOff(0.5), BackOff(1.0), BackOff(1.5), BackOff(1.5)]
+    assert model.fire("perform_child_recovered") == []
+    assert model.fire("perform_child_failed", 9, 1)[-1] == BackOff(0.0), "a new run"
+
+
+@pytest.mark.parametrize("state", [s for s in ProcessState if s is not S.EXITED], ids=str)
+def test_a_quick_stop_exits_0_from_anywhere_without_teardown(state: ProcessState) -> None:
+    model = new_process(forking=state is S.WAITING, state=state)
+    assert model.fire("shut_down") == [
+        LogLine("info", f"{LABEL}: quick stop (Shutdown); exiting without teardown"),
+        ExitWith(0),
+    ]
+    assert model.state is S.EXITED
 
 
 def test_hold_reopen_resume() -> None:

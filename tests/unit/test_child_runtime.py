@@ -31,6 +31,8 @@ def make_worker(perform, **options) -> tuple[Runtime, Scoreboard, int]:  # type:
     spec = Handoff("default", 0, board.slot(index), notify_w, -1, os.getppid(), frozenset())
     options.setdefault("logger", logging.getLogger("test.worker"))
     worker = Runtime(spec, RuntimeOptions(job=job_spec(perform), **options))
+    # never the real deadline here: it would KILL this test process in graceful_timeout
+    worker.start_deadline = lambda: setattr(worker, "orphaned", True)  # type: ignore[method-assign]
     return worker, board, index
 
 
@@ -267,8 +269,9 @@ def test_the_forking_loop_runs_each_perform_in_a_new_process(caplog) -> None:
             forking_loop(worker, perform)
     finally:
         del os.environ["FAIL_PERFORM"]
-    assert caplog.text.count("failed (exit status 1)") == 2, "logged, and the loop goes on"
-    assert board.read(index).performs == 2
+    assert "failed" not in caplog.text, "each child logged its own traceback: said once"
+    assert board.read(index).performs == 2, "the loop goes on"
+    assert board.read(index).failures == 2, "each failed perform is counted"
     assert worker.process.state is ProcessState.STOPPING
 
 
@@ -300,3 +303,61 @@ def test_each_worker_starts_its_machine_afresh() -> None:
     assert second.process is first.process, "one model per process, made before any fork"
     assert second.process.state is ProcessState.SETTING_UP
     assert second.process.forks_performs() and not second.process.master_known_gone()
+
+
+def test_the_failures_field_of_a_slot_is_written_by_the_worker_and_read_by_the_master(
+) -> None:
+    board = Scoreboard(segment_slots=2)
+    first, second = board.allocate(), board.allocate()
+    board.slot(first).failures[0] = 7
+    assert board.read(first).failures == 7 and board.read(second).failures == 0
+    assert board.read(first).performs == 0, "a field of its own"
+    board.release(first)
+    assert board.allocate() == first and board.read(first).failures == 0, "reset"
+
+
+def test_failed_perform_children_back_off_and_a_success_ends_the_run() -> None:
+    failing = {1, 2, 3}  # the 1st, 2nd and 3rd performs fail; the 4th succeeds
+
+    def perform() -> None:
+        if worker.slot.performs[0] + 1 in failing:
+            os._exit(5)
+
+    worker, board, index = make_ready_worker(
+        perform, strategy="forking", max_performs=5, restart_backoff=0.05,
+        restart_backoff_max=0.05)
+    waits: list[float] = []
+    worker._pause = waits.append  # type: ignore[method-assign]
+    fired = count_triggers(worker)
+    forking_loop(worker, perform)
+    assert board.read(index).failures == 3
+    assert waits == [0.0, 0.05, 0.05], "the first at once, then restart_backoff (capped)"
+    assert fired.count("perform_child_recovered") == 1
+    assert worker.process.failures_in_a_row == 0
+
+
+def test_the_soft_timeout_raises_perform_timeout_inside_a_simple_perform() -> None:
+    import signal
+
+    from prefork import PerformTimeout
+
+    caught: list[str] = []
+
+    def perform() -> None:
+        try:
+            threading.Event().wait(5)
+        except PerformTimeout as timeout:
+            caught.append(str(timeout))
+
+    def raise_timeout(signo: int, frame: object) -> None:  # the runtime's handler
+        raise PerformTimeout("soft")
+
+    worker, board, index = make_ready_worker(perform, max_performs=2, soft_timeout=0.05)
+    previous = signal.signal(signal.SIGALRM, raise_timeout)
+    try:
+        simple_loop(worker, perform)
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert caught == ["soft", "soft"], "caught and returned: each perform is done"
+    assert board.read(index).performs == 2
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0), "cleared after the perform"

@@ -12,8 +12,9 @@ of performs: ``performing`` with the simple strategy, ``waiting`` with the forki
 (the worker then spends the batch in ``waitpid`` on one perform child after another).
 A graceful stop (QUIT, ``max_performs`` reached, the master gone) leads through
 ``stopping``, where ``teardown()`` runs, to ``exited``; a failed setup, perform or
-teardown leads straight to ``exited`` with status 1. USR2 parks an idle worker in
-``holding`` until CONT.
+teardown leads straight to ``exited`` with status 1, and a quick stop (``shut_down``:
+TERM or INT raised ``prefork.Shutdown`` where the worker stood) with status 0, from
+anywhere. USR2 parks an idle worker in ``holding`` until CONT.
 
 Why batches and not performs: a trigger costs about 5 µs and, in a forked process,
 copies the pages of every object it touches, while the simple strategy's loop costs
@@ -21,24 +22,34 @@ copies the pages of every object it touches, while the simple strategy's loop co
 machine is fired at lifecycle moments only: when a batch starts, and when it ends
 because a signal is pending or the budget of ``max_performs`` is spent. Inside a batch
 the loops write the scoreboard, one store per fact, and read one flag; the scoreboard is
-the per-perform record, this machine the per-lifecycle one. The one row fired inside a
-batch is ``perform_child_failed``, and only on that failure path.
+the per-perform record, this machine the per-lifecycle one. The rows fired inside a
+batch are on the failure path only: ``perform_child_failed``, and
+``perform_child_recovered`` for the first perform that succeeds after failures.
+
+Why failed perform children are counted here: only the worker knows of them. Each one
+adds to the slot's ``failures`` (``CountFailure``), which the master counts toward its
+restart intensity, and makes the worker wait the restart policy's back-off
+(``prefork.core.restarts.backoff_delay`` of the failures in a row) before its next fork,
+as a crashing worker's slot would (``BackOff``). A child that raised logged its own
+traceback and says so with its status (``EXIT_PERFORM_RAISED``); the worker logs only
+the ones that died without a word, so each failure is logged once.
 
 Why requests are triggers and not signals: signal handlers run at any bytecode, so they
 only set flags (``prefork.job.Flags``) and the runtime *attends* to them between
 performs, firing one trigger per request it finds: ``master_lost``,
 ``reopen_requested``, then ``stop_requested`` or ``hold_requested`` (or, while holding,
 ``resume_requested``). A stop wins over a hold, and a stop while holding needs no CONT.
-TERM and INT have no row: with the simple strategy they take the kernel's default
-action, and with the forking one the worker passes them to its perform child and then
-takes it; either way the process ends where it stands.
+TERM and INT are not attended: their handlers raise ``prefork.Shutdown`` at once (see
+``prefork.child.runtime``), and the runtime, catching it, fires ``shut_down``.
 
 Why ``master_lost`` stays where it is: a worker learns of its master's death in three
 ways (the parent-death signal, a ``getppid()`` check before setup, the lifeline pipe's
 EOF while holding), possibly twice. The row logs once (``master_known_gone`` guards the
 second) and raises the stop flag, so that the performs' ``worker.stopping`` turns True
 at once and the next attend fires ``stop_requested``; during setup, that is right after
-setup.
+setup. It also starts the orphan's deadline (``StartDeadline``): a graceful stop, but
+bounded by ``graceful_timeout``. The parent-death signal's handler starts it at once,
+even inside a batch; the row starts it where no handler ran, and twice is once.
 
 The table is data; the ``WorkerProcess`` callbacks only append effects to its outbox,
 which ``fire`` hands to the runtime. Nothing here does I/O, so the tests drive the
@@ -49,14 +60,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from transitions import Machine, MachineError
 
 from prefork.core.errors import CoreError
+from prefork.core.restarts import backoff_delay
 
 EXIT_OK = 0
 EXIT_FAILED = 1
+# a perform child's status when its perform raised and it logged the traceback itself
+EXIT_PERFORM_RAISED = 70
+
+
+class BackoffSettings(NamedTuple):
+    """The group's back-off options, as ``backoff_delay`` reads them (the defaults)."""
+
+    restart_backoff: float = 0.1
+    restart_backoff_max: float = 30.0
+
+
+DEFAULT_BACKOFF = BackoffSettings()
 
 
 class ProcessState(StrEnum):
@@ -103,6 +127,23 @@ class SetStopping(ProcessEffect):
 
 
 @dataclass(frozen=True)
+class StartDeadline(ProcessEffect):
+    """The master is gone: stop within ``graceful_timeout``, then KILL the process group."""
+
+
+@dataclass(frozen=True)
+class CountFailure(ProcessEffect):
+    """Add one to the slot's ``failures``: a failed perform, for the master to count."""
+
+
+@dataclass(frozen=True)
+class BackOff(ProcessEffect):
+    """Wait ``seconds`` before forking the next perform (a signal ends the wait early)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
 class LogLine(ProcessEffect):
     """Write one log line at ``level`` (debug, info, warning, error)."""
 
@@ -130,6 +171,7 @@ S = ProcessState
 ATTENDING = [S.IDLE, S.HOLDING]  # where requests are attended: between performs
 KNOWS_ITS_MASTER = [S.SETTING_UP, *ATTENDING]
 IN_A_BATCH = [S.PERFORMING, S.WAITING]
+ALIVE = [S.SETTING_UP, *ATTENDING, *IN_A_BATCH, S.STOPPING]  # all but exited
 
 # Rows grouped by the moment of the worker's life they belong to, as specs/process.md.
 PROCESS_TRANSITIONS: list[dict[str, Any]] = [
@@ -159,9 +201,15 @@ PROCESS_TRANSITIONS: list[dict[str, Any]] = [
      "conditions": "forks_performs"},
     {"trigger": "batch_ended", "source": IN_A_BATCH, "dest": S.IDLE},
     {"trigger": "perform_child_failed", "source": S.WAITING, "dest": None,
-     "after": "log_perform_child_failure"},
+     "conditions": "logged_by_child", "after": "count_perform_child_failure"},
+    {"trigger": "perform_child_failed", "source": S.WAITING, "dest": None,
+     "unless": "logged_by_child", "after": "log_perform_child_failure"},
+    {"trigger": "perform_child_recovered", "source": S.WAITING, "dest": None,
+     "after": "end_failure_run"},
     {"trigger": "perform_failed", "source": [*ATTENDING, *IN_A_BATCH], "dest": S.EXITED,
      "after": "log_perform_failure"},
+    # quick stops: Shutdown reached the runtime, wherever the worker stood
+    {"trigger": "shut_down", "source": ALIVE, "dest": S.EXITED, "after": "exit_quickly"},
     # teardown
     {"trigger": "teardown_finished", "source": S.STOPPING, "dest": S.EXITED,
      "after": "exit_cleanly"},
@@ -195,23 +243,27 @@ class WorkerProcess:
     """One worker process, as it knows itself: a model of the process machine.
 
     ``label`` names the worker in log lines, ``master_pid`` is the master it watches,
-    ``forking`` says which strategy its batches use. ``fire`` is the one way in: it
-    fires a trigger and returns the effects the row asked for.
+    ``forking`` says which strategy its batches use, ``backoff`` how long failed perform
+    children make it wait. ``fire`` is the one way in: it fires a trigger and returns the
+    effects the row asked for.
     """
 
     state: ProcessState
 
     def __init__(self, label: str = "worker", master_pid: int = 0,
-                 forking: bool = False) -> None:
-        self.begin(label, master_pid, forking)
+                 forking: bool = False, backoff: BackoffSettings = DEFAULT_BACKOFF) -> None:
+        self.begin(label, master_pid, forking, backoff)
 
-    def begin(self, label: str, master_pid: int, forking: bool) -> None:
+    def begin(self, label: str, master_pid: int, forking: bool,
+              backoff: BackoffSettings = DEFAULT_BACKOFF) -> None:
         """Forget everything but what a new worker is told (its state is the machine's)."""
         self.label = label
         self.master_pid = master_pid
         self.forking = forking
+        self.backoff = backoff
         self.outbox: list[ProcessEffect] = []
         self._master_gone = False
+        self.failures_in_a_row = 0
 
     def __repr__(self) -> str:
         return f"<WorkerProcess {self.label} {self.state}>"
@@ -242,6 +294,10 @@ class WorkerProcess:
         """The master's death was noted already (it can be noticed twice)."""
         return self._master_gone
 
+    def logged_by_child(self, pid: int = 0, status: int = 0, *_: Any) -> bool:
+        """The perform child raised and logged its own traceback (its status says so)."""
+        return status == EXIT_PERFORM_RAISED
+
     # callbacks: append effects --------------------------------------------------------
 
     def announce_ready(self) -> None:
@@ -258,6 +314,7 @@ class WorkerProcess:
         self.outbox += [
             LogLine("warning", f"{self.label}: master pid={self.master_pid} is gone; stopping"),
             SetStopping(),
+            StartDeadline(),
         ]
 
     def reopen_log_files(self) -> None:
@@ -276,6 +333,22 @@ class WorkerProcess:
         """``status``: the exit status, or minus the signal that killed the child."""
         how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
         self.outbox.append(LogLine("error", f"{self.label}: perform in pid={pid} failed ({how})"))
+        self.count_perform_child_failure(pid, status)
+
+    def count_perform_child_failure(self, pid: int, status: int) -> None:
+        """One more failure in a row: counted for the master, and backed off."""
+        self.failures_in_a_row += 1
+        self.outbox += [CountFailure(),
+                        BackOff(backoff_delay(self.failures_in_a_row, self.backoff))]
+
+    def end_failure_run(self) -> None:
+        self.failures_in_a_row = 0
+
+    def exit_quickly(self) -> None:
+        self.outbox += [
+            LogLine("info", f"{self.label}: quick stop (Shutdown); exiting without teardown"),
+            ExitWith(EXIT_OK),
+        ]
 
     def log_perform_failure(self) -> None:
         self.outbox += [LogFailure(f"{self.label} perform failed"), ExitWith(EXIT_FAILED)]

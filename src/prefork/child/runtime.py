@@ -21,42 +21,56 @@ parent-death signal (Linux; HUP, whose handler checks ``getppid()`` so that a st
 hangup means nothing), a ``getppid()`` check right after asking for it (the master may
 have died before), and, where there is no parent-death signal, a thread that blocks on
 the lifeline pipe and raises the same HUP at its EOF. A worker whose master is gone
-stops gracefully, as on QUIT.
+stops gracefully, as on QUIT, within ``graceful_timeout`` (``deadlines``): nobody else
+is left to stop it.
 
-Signals, in the worker:
+Signals, in the worker (and in its perform child, which inherits the handlers):
 
 ======  ==============================================================================
 QUIT    graceful: finish the current perform, run ``teardown()``, exit 0. ``stopping``
         turns True, for performs that loop.
-TERM    stop now, no teardown (as Unicorn): the kernel's default action, so even a
-INT     perform stuck in C code stops. With the forking strategy the worker first
-        passes TERM to the perform's child.
+TERM    stop now, no teardown (as Unicorn), but unwinding: ``prefork.Shutdown`` is
+INT     raised where the worker stands, once per process, so the perform's ``finally``
+        blocks run; the worker exits 0. A worker waiting on a perform child passes the
+        signal on and stops once the child is gone. With ``graceful_term``, TERM is
+        QUIT (INT stays quick).
 USR1    reopen log files (between performs).
 USR2    hold: finish the current perform, start no new one until CONT.
 CONT    go on.
-ABRT    dump every thread's Python stack (faulthandler) to stderr, and go on: the
-        master sends it when a timeout expires, and KILL follows.
+ABRT    the hard ``timeout``: a clean dump of the process's Python stacks to fd 2,
+        then KILL to the whole process group (``stack_dumps``). A worker waiting on a
+        perform child passes it on: the child, which hung, dumps.
+ALRM    ``soft_timeout``: raise ``prefork.PerformTimeout`` inside the perform.
 ======  ==============================================================================
 
-The handlers only set flags (and ``pending``, the single flag the hot loop reads); the
-runtime attends to them between performs, turning each into a trigger.
+The handlers set flags (and ``pending``, the single flag the hot loop reads); the
+runtime attends to them between performs, turning each into a trigger. Four act at once
+as well, since a perform may never return: TERM/INT and ALRM raise, ABRT ends the
+process group, and the parent-death signal starts the orphan's deadline.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import select
 import signal
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from prefork.child import deadlines, stack_dumps
 from prefork.child.process_machine import (
+    DEFAULT_BACKOFF,
     EXIT_FAILED,
+    BackOff,
+    BackoffSettings,
+    CountFailure,
     ExitWith,
     LogFailure,
     LogLine,
@@ -66,15 +80,16 @@ from prefork.child.process_machine import (
     ProcessState,
     ReopenLogFiles,
     SetStopping,
+    StartDeadline,
     WorkerProcess,
     new_process_machine,
 )
-from prefork.child.stack_dumps import arm_stack_dumps, rearm_after_abort, rearm_stack_dumps
 from prefork.child.strategies import forking_loop, simple_loop
+from prefork.interrupts import PerformTimeout, Shutdown
 from prefork.job import BoundJob, Flags, JobSpec, WorkerContext
 from prefork.posix import process
 from prefork.posix.loop import Handoff
-from prefork.posix.scoreboard import IDLE
+from prefork.posix.scoreboard import IDLE, PERFORMING
 from prefork.posix.signal_pipe import drain, nonblocking_pipe
 
 PERFORM_LOOPS = {"simple": simple_loop, "forking": forking_loop}
@@ -82,7 +97,14 @@ PERFORM_LOOPS = {"simple": simple_loop, "forking": forking_loop}
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """Everything about the job and the pool a worker needs, fixed before forking."""
+    """Everything about the job and the pool a worker needs, fixed before forking.
+
+    ``graceful_timeout`` bounds an orphaned worker's stop (its master's own bound is the
+    master's business); ``soft_timeout`` raises ``PerformTimeout`` inside a perform that
+    runs that long (None: never); ``graceful_term`` makes TERM a QUIT; the back-off
+    settings space the forks after failed perform children. The defaults are the
+    registry's.
+    """
 
     job: JobSpec
     logger: Any
@@ -93,6 +115,11 @@ class RuntimeOptions:
     log_file: str | None = None
     after_fork: Callable[[WorkerContext], Any] | None = None
     before_exit: Callable[[WorkerContext], Any] | None = None
+    graceful_timeout: float = 30.0
+    soft_timeout: float | None = None
+    graceful_term: bool = False
+    restart_backoff: float = 0.1
+    restart_backoff_max: float = 30.0
 
 
 def run_worker(spec: Handoff, options: RuntimeOptions) -> int:
@@ -129,14 +156,15 @@ def _model_made_before_fork() -> WorkerProcess:
 _THIS_PROCESS = _model_made_before_fork()
 
 
-def this_process(label: str, master_pid: int, forking: bool) -> WorkerProcess:
+def this_process(label: str, master_pid: int, forking: bool,
+                 backoff: BackoffSettings = DEFAULT_BACKOFF) -> WorkerProcess:
     """The model of the worker process running here, fresh, in ``setting_up``.
 
     A process runs one worker at a time, so one model per interpreter is enough (tests
     that run several ``Runtime`` one after another in one process get it afresh each).
     """
     model = _THIS_PROCESS
-    model.begin(label, master_pid, forking)
+    model.begin(label, master_pid, forking, backoff)
     if model.state is not ProcessState.SETTING_UP:
         _MACHINE.set_state(ProcessState.SETTING_UP, model)
     return model
@@ -161,16 +189,21 @@ class Runtime:
         self.slot = spec.board_slot
         self.pid = os.getpid()
         self.label = f"worker group={spec.group} slot={spec.slot} pid={self.pid}"
-        self.process = this_process(self.label, spec.master_pid, options.strategy == "forking")
+        self.process = this_process(
+            self.label, spec.master_pid, options.strategy == "forking",
+            BackoffSettings(options.restart_backoff, options.restart_backoff_max))
         self.exit_code = EXIT_FAILED  # until the machine says otherwise
         self.child: int | None = None  # the perform's process (forking strategy)
+        self.child_pidfd: int | None = None  # and its pidfd, while the worker waits on it
         self.context = WorkerContext(
             spec.slot, spec.group, self.pid, self.flags, self.slot.heartbeat
         )
         self.wake_r = self.wake_w = -1
-        # what a perform's child calls to arm the ABRT dump (_install_handlers finds better)
-        self.arm_child_dump: Callable[[], object] = rearm_stack_dumps
         self._lifeline: int | None = spec.lifeline_fd
+        self._may_unwind = False  # Shutdown may be raised: the worker is living its life
+        self._unwound = False  # Shutdown was raised in this process (once is all)
+        self.orphaned = False  # the master is gone: the deadline runs
+        self._setup_began = time.monotonic()
 
     # the life of a worker ----------------------------------------------------------------
 
@@ -188,14 +221,29 @@ class Runtime:
                     hook(self.context)
                 except Exception:
                     log_exception(self.logger, f"{self.label}: hook before_exit raised")
+            if self.orphaned:  # nobody will reap what the perform left: take it along
+                process.flush_std_streams()
+                deadlines.kill_group(self.pid)
 
     def live(self, job: BoundJob) -> int:
-        """Set up, perform, tear down, as the machine says; the exit code it chose."""
-        if self._set_up(job):
-            self._perform_then_tear_down(job)
+        """Set up, perform, tear down, as the machine says; the exit code it chose.
+
+        A quick stop (``Shutdown``, raised by TERM or INT wherever the worker stood) ends
+        it at once, with status 0 and no teardown.
+        """
+        self._may_unwind = True
+        try:
+            if self._set_up(job):
+                self._perform_then_tear_down(job)
+        except Shutdown:
+            if self.process.state is not ProcessState.EXITED:
+                self.fire("shut_down")
+        finally:
+            self._may_unwind = False
         return self.exit_code
 
     def _set_up(self, job: BoundJob) -> bool:
+        self._setup_began = time.monotonic()
         hook = self.options.after_fork
         step = "after_fork"
         try:
@@ -240,6 +288,13 @@ class Runtime:
                 case SetStopping():
                     self.flags.stop = True
                     self.flags.pending = True
+                case StartDeadline():
+                    self.start_deadline()
+                case CountFailure():
+                    failures = self.slot.failures
+                    failures[0] = (failures[0] + 1) & 0xFFFFFFFF
+                case BackOff(seconds):
+                    self._pause(seconds)
                 case LogLine(level, message):
                     getattr(self.logger, level)(message)
                 case LogFailure(message):
@@ -274,10 +329,39 @@ class Runtime:
         """In the worker: a perform's process ended badly (exit status, or -signal)."""
         self.fire("perform_child_failed", pid, status)
 
+    def perform_child_recovered(self) -> None:
+        """In the worker: a perform's process succeeded after one or more failed."""
+        self.fire("perform_child_recovered")
+
     def perform_raised(self) -> None:
         """In the perform's process: log the exception (the exit status says failed)."""
-        with contextlib.suppress(Exception):
+        try:  # noqa: SIM105  (BaseException: a TERM now must not skip the exit)
             log_exception(self.logger, f"{self.label}: perform in pid={os.getpid()} raised")
+        except BaseException:
+            pass
+
+    def start_deadline(self) -> None:
+        """The master is gone: bound the rest of this worker's life (once)."""
+        if not self.orphaned:
+            self.orphaned = True
+            label, logger = self.label, self.logger
+            deadlines.start_deadline(self.options.graceful_timeout, self.pid,
+                                     lambda text: logger.warning(f"{label}: {text}"))
+
+    def _pause(self, seconds: float) -> None:
+        """Wait ``seconds`` (a back-off), or less if a signal asks for something."""
+        deadline = time.monotonic() + seconds
+        while not self.flags.pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self.wake_r < 0:
+                time.sleep(left)
+                return
+            poller = select.poll()
+            poller.register(self.wake_r, select.POLLIN)
+            if poller.poll(math.ceil(left * 1000)):
+                drain(self.wake_r)
 
     # signals -----------------------------------------------------------------------------
 
@@ -289,6 +373,20 @@ class Runtime:
             flags.stop = True
             flags.pending = True
             self.pass_on(signal.SIGQUIT)  # so the perform's own ``stopping`` turns True
+
+        def on_quick_stop(signo: int, frame: FrameType | None) -> None:
+            flags.stop = flags.quick = True
+            flags.pending = True
+            if self.child is not None:  # the perform child unwinds; the worker waits for it
+                self.pass_on(signo)
+            elif self._may_unwind and not self._unwound:
+                self._unwound = True  # once per process: a second TERM spares the finally
+                raise Shutdown(signal.Signals(signo).name)
+
+        soft_timeout = self.options.soft_timeout
+
+        def on_soft_timeout(signo: int, frame: FrameType | None) -> None:
+            raise PerformTimeout(f"the perform ran past soft_timeout ({soft_timeout:g}s)")
 
         def on_usr1(signo: int, frame: FrameType | None) -> None:
             flags.reopen = True
@@ -305,12 +403,14 @@ class Runtime:
         master_pid = self.spec.master_pid
 
         def on_hup(signo: int, frame: FrameType | None) -> None:
-            # the parent-death signal; any other HUP (a hangup) means nothing here
-            if os.getppid() != master_pid:
+            # the parent-death signal; any other HUP (a hangup, or one to a perform child,
+            # whose parent is the worker) means nothing here
+            if os.getppid() != master_pid and os.getpid() == self.pid:
                 flags.orphaned = True
                 flags.stop = True
                 flags.pending = True
                 self.pass_on(signal.SIGQUIT)
+                self.start_deadline()  # now: the perform may never return
 
         self.wake_r, self.wake_w = nonblocking_pipe()
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
@@ -321,43 +421,56 @@ class Runtime:
         signal.signal(signal.SIGHUP, on_hup)
         for name in ("SIGWINCH", "SIGTTIN", "SIGTTOU"):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
-        if self.options.strategy == "forking":
-            signal.signal(signal.SIGTERM, self._on_term)
-            signal.signal(signal.SIGINT, self._on_term)
-            arm_stack_dumps()  # for a crash of the worker itself (SIGSEGV...)
-            # ABRT is for the perform's child, which arms the dump for itself; the worker
-            # only passes it on. The child arms it by putting back faulthandler's ABRT
-            # disposition, as it is here: one system call instead of rearm_stack_dumps's
-            # ten (ABRT is still blocked, and no thread runs yet, so none can come between)
-            restore = process.signal_disposition_call(signal.SIGABRT)
-            if restore is not None:
-                self.arm_child_dump = restore
-            signal.signal(signal.SIGABRT, self._on_abort)
-        else:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            signal.signal(signal.SIGABRT, rearm_after_abort)
-            arm_stack_dumps()
+        signal.signal(signal.SIGTERM, on_quit if self.options.graceful_term else on_quick_stop)
+        signal.signal(signal.SIGINT, on_quick_stop)
+        if soft_timeout is not None:
+            signal.signal(signal.SIGALRM, on_soft_timeout)
+        stack_dumps.ENTRY_POINT[:] = [run_worker.__code__]
+        stack_dumps.arm_crash_dumps()  # SIGSEGV, SIGBUS...: a crash in C code
+        signal.signal(signal.SIGABRT, self._on_abort)  # after: ABRT is ours
         signal.pthread_sigmask(signal.SIG_SETMASK, self.spec.signal_mask)
 
-    def _on_term(self, signo: int, frame: FrameType | None) -> None:
-        """Forking strategy: TERM (or INT) reaches the perform's child, then us."""
-        if self.child is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.child, signo)
-        signal.signal(signo, signal.SIG_DFL)
-        os.kill(os.getpid(), signo)
-
     def _on_abort(self, signo: int, frame: FrameType | None) -> None:
-        """Forking strategy: the perform's child is what hung; it dumps its stack."""
-        self.pass_on(signal.SIGABRT)
+        """The hard timeout: a clean dump, then KILL to the process group, at once.
+
+        A worker waiting on its perform child passes it on: the child is what hung, and
+        it dumps its own stack (and KILLs the group, the worker with it).
+        """
+        if self.child is not None:
+            self.pass_on(signal.SIGABRT)
+            return
+        stack_dumps.dump_and_kill_group(self.timeout_header(), frame, self.pid)
+
+    def timeout_header(self) -> str:
+        """The dump's first line: the worker, the job, and how long it has been at it."""
+        now = time.monotonic()
+        began = self.slot.heartbeat[0]
+        if self.slot.state[0] == PERFORMING and began > 0:
+            doing = f"in a perform for {now - began:.2f} s (since it began or last beat)"
+        elif self.process.state is ProcessState.SETTING_UP:
+            doing = f"in setup for {now - self._setup_began:.2f} s"
+        else:
+            doing = "in a perform (not timed: its start was not stamped)"
+        where = "" if os.getpid() == self.pid else f", in its perform child pid={os.getpid()}"
+        return (f"prefork: {self.label} timed out{where}: job {self.options.job.name}, "
+                f"{doing}; its Python stack, then KILL to its process group")
 
     def pass_on(self, signo: int) -> None:
-        """Send ``signo`` on to the perform's child, if one runs (forking strategy)."""
-        child = self.child
-        if child is not None:
-            with contextlib.suppress(ProcessLookupError):
+        """Send ``signo`` on to the perform's child, if one runs (forking strategy).
+
+        Through its pidfd while the worker holds one: a child reaped a moment ago has
+        no pid left to hit a stranger with.
+        """
+        child, pidfd = self.child, self.child_pidfd
+        if child is None:
+            return
+        try:
+            if pidfd is not None:
+                signal.pidfd_send_signal(pidfd, signo)
+            else:
                 os.kill(child, signo)
+        except OSError:  # gone already
+            pass
 
     def _watch_master(self) -> None:
         """Notice the master's death: parent-death signal, getppid, the lifeline's EOF."""
@@ -392,8 +505,14 @@ class Runtime:
     # attending, between performs ---------------------------------------------------------
 
     def _attend(self) -> None:
-        """Idle between performs: turn what the signals said into triggers."""
+        """Idle between performs: turn what the signals said into triggers.
+
+        A quick stop whose ``Shutdown`` was not raised here (the worker was waiting on a
+        perform child, which unwound instead, or the job swallowed it) is raised now.
+        """
         self._take_notes()
+        if self.flags.quick:
+            raise Shutdown("a quick stop")
         if self.flags.stop:
             self.fire("stop_requested")
         elif self.flags.hold:
@@ -406,6 +525,8 @@ class Runtime:
         while self.process.state is ProcessState.HOLDING:
             self._wait()
             self._take_notes()
+            if flags.quick:
+                raise Shutdown("a quick stop")
             if flags.stop:
                 self.fire("stop_requested")
             elif not flags.hold:

@@ -10,40 +10,48 @@ fired per perform (one costs ~5 Âµs; the simple loop's whole overhead is 0.036 Â
 
 ``simple`` calls ``perform()`` in the worker. Per perform the loop does a few stores
 into its scoreboard slot and no system call and no allocation beyond the perform's own
-(the start time is stamped only when ``timeout`` is set, since nothing else reads it);
-an exception ends the batch, the loop and the worker (``perform_failed``).
+(the start time is stamped only when ``timeout`` is set, since nothing else reads it;
+the ``soft_timeout`` timer is armed and cleared, two system calls, only when that is
+set); an exception ends the batch, the loop and the worker (``perform_failed``), and a
+``Shutdown`` the worker, with status 0 (``shut_down``).
 
 ``forking`` runs each perform in a child of the worker: a crash or an exception there
-kills only that child and is logged with its exit status (``perform_child_failed``, the
-one trigger fired inside a batch, and only on that path). The worker just blocks in
-``waitpid``; its signal handlers pass TERM, QUIT and ABRT on to the child (so a TERM
-stops the perform, a QUIT turns the child's ``stopping`` True, and a timeout's ABRT
-dumps the stack of the code that actually hung). What a perform costs here is mostly
-pages copied, not instructions: see ``forking_loop``.
+ends only that child, and is a failed perform: logged once, counted in the slot's
+``failures`` and backed off (``perform_child_failed``, fired only on that path, and
+``perform_child_recovered`` once after it). The worker waits for the child on its pidfd
+and its signals' wake-up fd at once; its signal handlers pass TERM, INT, QUIT and ABRT
+on to the child (so a TERM unwinds the perform, a QUIT turns the child's ``stopping``
+True, and a timeout's ABRT dumps the stack of the code that actually hung). What a
+perform costs here is mostly pages copied, not instructions: see ``forking_loop``.
 """
 
 from __future__ import annotations
 
-import faulthandler
 import gc
 import itertools
 import os
+import select
 import signal
 import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from prefork.child.process_machine import EXIT_FAILED, EXIT_OK
-from prefork.child.stack_dumps import rearm_stack_dumps
+from prefork.child.process_machine import EXIT_FAILED, EXIT_OK, EXIT_PERFORM_RAISED
+from prefork.interrupts import Shutdown
 from prefork.posix import process
-from prefork.posix.children import exit_status
+from prefork.posix.children import HAVE_PIDFD, exit_status
 from prefork.posix.scoreboard import IDLE, PERFORMING
+from prefork.posix.signal_pipe import drain, raw_pthread_sigmask
 
 if TYPE_CHECKING:
     from prefork.child.runtime import Runtime
 
 Perform = Callable[[], object]
+# the signals whose handlers pass them on to the perform child: blocked around fork()
+# until the worker has recorded the child, or one arriving in between would be lost
+PASSED_ON = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
+                       signal.SIGABRT})
 
 
 def simple_loop(runtime: Runtime, perform: Perform) -> None:
@@ -59,12 +67,15 @@ def simple_loop(runtime: Runtime, perform: Perform) -> None:
     clock = time.monotonic
     limit = runtime.options.max_performs
     stamp = runtime.options.stamp_performs
+    soft = runtime.options.soft_timeout
     done = 0
     while runtime.start_batch(done):
         budget = itertools.repeat(None) if limit is None else itertools.repeat(
             None, limit - done)
         state[0] = PERFORMING
-        if stamp:
+        if soft is not None:
+            done = _soft_timed_batch(runtime, perform, budget, done, soft)
+        elif stamp:
             for _ in budget:
                 heartbeat[0] = clock()
                 perform()
@@ -83,13 +94,44 @@ def simple_loop(runtime: Runtime, perform: Perform) -> None:
         runtime.end_batch()
 
 
+def _soft_timed_batch(runtime: Runtime, perform: Perform, budget: itertools.repeat[None],
+                      done: int, soft: float) -> int:
+    """A batch of the simple loop with ``soft_timeout``: each perform under a timer whose
+    SIGALRM raises ``PerformTimeout`` inside it (the runtime's handler); the count done."""
+    flags = runtime.flags
+    count = runtime.slot.performs
+    heartbeat = runtime.slot.heartbeat
+    clock = time.monotonic
+    stamp = runtime.options.stamp_performs
+    set_timer = signal.setitimer
+    real = signal.ITIMER_REAL
+    for _ in budget:
+        if stamp:
+            heartbeat[0] = clock()
+        set_timer(real, soft)
+        try:
+            perform()
+        finally:
+            set_timer(real, 0)
+        done += 1
+        count[0] = done
+        if flags.pending:
+            break
+    return done
+
+
 def forking_loop(runtime: Runtime, perform: Perform) -> None:
     """Fork per perform, let the child perform, wait for it; in batches, as above.
 
-    The worker blocks in ``waitpid`` and nothing else: signals interrupt it, their
-    handlers pass QUIT, ABRT and TERM on to the child (``runtime.child``), and the wait
-    goes on (PEP 475). The master's death arrives as the parent-death signal, or
-    from the lifeline thread where there is none.
+    Signals and the child, without a race: the signals the worker passes on to its
+    child (``PASSED_ON``) are blocked around ``fork()`` and unblocked only once the
+    worker has recorded the child (``runtime.child``, and its pidfd, through which they
+    are passed, so that none reaches a stranger that got a reaped child's pid); and the
+    worker waits in ``poll`` on the child's pidfd and on its signals' wake-up fd at
+    once (``_wait_for_child``), never in a bare ``waitpid``, where a signal arriving
+    just before the call would wait for the child to end by itself. A child that
+    failed is logged once, counted and backed off (``runtime.perform_child_failed``);
+    the first that succeeds after it ends the run (``perform_child_recovered``).
 
     What a perform costs beyond a bare fork/_exit/waitpid is mostly pages: each fork
     write-protects every private page of the worker again, and the first write to
@@ -109,23 +151,18 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
     costs more pages than the rest (the function, its cells, its code object, its
     call site), and so would calls to Python helpers around C functions; the child
     makes no object on the way that succeeds (plain ``try``). The worker's handlers
-    are inherited and do the right thing in the child: TERM re-raises with the
-    default action (there is no grandchild to pass it to), QUIT sets ``stopping``; a
-    signal's byte in the worker's self-pipe only wakes the worker for nothing. Per
-    perform the child:
+    are inherited and do the right thing in the child, which has no child of its own:
+    TERM and INT raise ``Shutdown`` in the perform (once), QUIT sets ``stopping``,
+    ABRT dumps the child's stack and KILLs the worker's process group, ALRM (with
+    ``soft_timeout``) raises ``PerformTimeout``. Per perform the child:
 
     - asks for KILL at the worker's death (a KILLed worker must not leave its
       perform running), then checks that the worker did not die before it asked;
-    - arms the stack dump for ABRT: the worker's ABRT disposition is a Python
-      handler that passes it on, and the child inherits that, not faulthandler's.
-      It puts back faulthandler's, as the runtime's handlers saw it (faulthandler's
-      own state, armed, comes with the fork); where that could not be saved, or the
-      job turned faulthandler off, it calls ``rearm_stack_dumps`` (``disable`` puts
-      back the dispositions from before ``arm_stack_dumps``, ``enable`` installs
-      faulthandler's over them). Either way, an ABRT then dumps the child's stack
-      and ends it with SIGABRT (faulthandler re-raises it with the disposition from
-      before it was armed), which the worker logs; the next child arms its own;
-    - performs;
+    - unblocks the signals the worker blocked around the fork, and arms the
+      ``soft_timeout`` timer if there is one;
+    - performs; a ``Shutdown`` (a quick stop) or ``sys.exit(0)`` ends it with status
+      0, any other exception is logged with its traceback and ends it with
+      ``EXIT_PERFORM_RAISED``, which tells the worker it said so already;
     - flushes Python's buffers of stdout and stderr, which ``os._exit`` would drop,
       as ``process.flush_std_streams`` does (written out, for the reasons above).
     """
@@ -135,19 +172,25 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
     heartbeat = runtime.slot.heartbeat
     clock = time.monotonic
     fork = os.fork
-    wait = os.waitpid
     limit = runtime.options.max_performs
     stamp = runtime.options.stamp_performs
     # an iterator, so that a batch goes on counting where the last one stopped
     numbers = iter(itertools.count(1) if limit is None else range(1, limit + 1))
     done = 0
+    failing = False  # the last perform failed: the next success ends the run
+    sigmask = raw_pthread_sigmask
+    block, setmask = signal.SIG_BLOCK, signal.SIG_SETMASK
+    passed_on = PASSED_ON
+    wait_for_child = _child_waiter(runtime)
     # for the child
     ask_for_kill = process.parent_death_signal_call(signal.SIGKILL)
     getppid = os.getppid
     worker_pid = runtime.pid
-    arm_dump = runtime.arm_child_dump if faulthandler.is_enabled() else rearm_stack_dumps
+    soft = runtime.options.soft_timeout
+    set_timer = signal.setitimer
+    real_timer = signal.ITIMER_REAL
     exit_now = os._exit
-    ok, failed = EXIT_OK, EXIT_FAILED
+    ok, failed, raised = EXIT_OK, EXIT_FAILED, EXIT_PERFORM_RAISED
     gc.freeze()
     try:
         while runtime.start_batch(done):
@@ -155,41 +198,107 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
                 state[0] = PERFORMING
                 if stamp:
                     heartbeat[0] = clock()
-                pid = fork()
+                mask = sigmask(block, passed_on)
+                try:
+                    pid = fork()
+                except BaseException:
+                    sigmask(setmask, mask)
+                    raise
                 if pid == 0:  # the perform's own process, to os._exit ---------------------
                     code = failed
                     try:
                         ask_for_kill()
                         if getppid() != worker_pid:  # it died before we asked
                             exit_now(failed)
-                        arm_dump()
+                        sigmask(setmask, mask)
+                        if soft is not None:
+                            set_timer(real_timer, soft)
                         perform()
                         code = ok
+                    except Shutdown:  # a quick stop: unwound, as asked
+                        code = ok
+                    except SystemExit as exit_:
+                        code = ok if exit_.code is None else (
+                            exit_.code if isinstance(exit_.code, int) else failed)
                     except BaseException:
                         runtime.perform_raised()
+                        code = raised
                     finally:
                         try:  # noqa: SIM105
                             sys.stdout.flush()
-                        except Exception:  # closed, None or broken: nothing to save
+                        except BaseException:  # closed, None or broken; or a late signal
                             pass
                         try:  # noqa: SIM105
                             sys.stderr.flush()
-                        except Exception:
+                        except BaseException:
                             pass
                         exit_now(code)
-                runtime.child = pid
-                try:
-                    if flags.stop:  # QUIT came between fork() and the line above
-                        runtime.pass_on(signal.SIGQUIT)
-                    _, status = wait(pid, 0)
-                finally:
-                    runtime.child = None
+                status = wait_for_child(pid, mask)
                 count[0] = done
                 state[0] = IDLE
                 if status:
                     runtime.perform_child_failed(pid, exit_status(status))
+                    failing = True
+                elif failing:
+                    runtime.perform_child_recovered()
+                    failing = False
                 if flags.pending:
                     break
             runtime.end_batch()
     finally:
         gc.unfreeze()
+
+
+def _child_waiter(runtime: Runtime) -> Callable[[int, object], int]:
+    """The worker's wait for a perform child: ``wait(pid, mask)`` returns its status.
+
+    It records the child (pid and pidfd) for the signal handlers, unblocks the signals
+    (``mask``: the mask from before the fork), and waits. With a pidfd and a wake-up fd
+    it polls both: a signal's byte wakes it, its handler runs (it may pass the signal
+    on), and the wait goes on until the pidfd says the child is gone. Without them it
+    blocks in ``waitpid``, where a signal that arrives just before the call is handled
+    only once the child has ended.
+    """
+    wake = runtime.wake_r
+    use_pidfd = HAVE_PIDFD and wake >= 0
+    pidfd_open = getattr(os, "pidfd_open", None)
+    sigmask = raw_pthread_sigmask
+    setmask = signal.SIG_SETMASK
+    waitpid = os.waitpid
+    nohang = os.WNOHANG
+    close = os.close
+    poller = select.poll()
+    if use_pidfd:
+        poller.register(wake, select.POLLIN)
+    poll = poller.poll
+    register, unregister = poller.register, poller.unregister
+
+    def wait(pid: int, mask: object) -> int:
+        pidfd = None
+        if use_pidfd:
+            try:
+                pidfd = pidfd_open(pid)  # type: ignore[misc]
+            except OSError:
+                pidfd = None
+        runtime.child, runtime.child_pidfd = pid, pidfd
+        try:
+            sigmask(setmask, mask)  # type: ignore[arg-type]  # pending handlers run here
+            if pidfd is None:
+                return waitpid(pid, 0)[1]
+            register(pidfd, select.POLLIN)
+            try:
+                while True:
+                    for fd, _ in poll():
+                        if fd == wake:
+                            drain(wake)  # the flags say what the signals asked
+                    reaped, status = waitpid(pid, nohang)
+                    if reaped:
+                        return status
+            finally:
+                unregister(pidfd)
+        finally:
+            runtime.child = runtime.child_pidfd = None
+            if pidfd is not None:
+                close(pidfd)
+
+    return wait
