@@ -73,8 +73,6 @@ def test_term_to_every_process_with_graceful_term_loses_nothing(pool, strategy) 
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(strict=True, reason="issue 10: no prefork.Shutdown; a quick stop kills "
-                   "the perform without running its finally blocks")
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_term_to_every_process_interrupts_performs_and_runs_finally(pool, strategy) -> None:
     run = pool("fault_jobs:Steady", "--workers", "2", "--strategy", strategy,
