@@ -28,9 +28,8 @@ from typing import Any
 
 from prefork.child.runtime import RuntimeOptions, run_worker
 from prefork.core.errors import ConfigError
-from prefork.core.events import Event, Reload, Signal, StartWorker, StopAll, StopWorker
+from prefork.core.events import StartWorker, StopAll, StopWorker
 from prefork.core.settings import PoolConfig
-from prefork.core.signals import Sig
 from prefork.core.snapshot import Snapshot
 from prefork.core.supervisor import Supervisor
 from prefork.options import (
@@ -176,8 +175,6 @@ class Master:
             reopen_logs=_log_reopener(settings.log_file, self.logger),
             hooks=_master_hooks(settings, supervisor.snapshot),
             read_config=live.read_config,
-            # until the core asks for the file itself with ReadConfig
-            translate_signal=_reload_on_hup(live, self.logger),
         )
 
 
@@ -226,6 +223,11 @@ def runtime_options(settings: Settings, group: str) -> RuntimeOptions:
         log_file=settings.log_file,
         after_fork=settings.after_fork,
         before_exit=settings.before_exit,
+        graceful_timeout=core.graceful_timeout,
+        soft_timeout=own.soft_timeout,
+        graceful_term=settings.pool.graceful_term,
+        restart_backoff=core.restart_backoff,
+        restart_backoff_max=core.restart_backoff_max,
     )
 
 
@@ -248,25 +250,6 @@ def _log_reopener(log_file: str | None, logger: Any) -> Callable[[], None]:
         logger.info("reopened the log files (USR1)")
 
     return reopen_logs
-
-
-def _reload_on_hup(live: _LiveSettings, logger: Any) -> Callable[[Signal], Event]:
-    """HUP with a config file: read it, and hand the core ``Reload`` (a bad file keeps
-    the old config). Goes once the core emits ``ReadConfig`` on HUP itself."""
-
-    def translate(event: Signal) -> Event:
-        path = live.settings.config_file
-        if event.signo is not Sig.HUP or path is None:
-            return event
-        try:
-            pool = live.read_config(path)
-        except ConfigError as error:
-            logger.error(f"config file not reloaded, keeping the old config: {error}")
-            return event
-        logger.info(f"config file {path} reloaded")
-        return Reload(pool, at=event.at)
-
-    return translate
 
 
 def _claim_pidfile(path: str) -> None:

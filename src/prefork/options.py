@@ -44,6 +44,7 @@ from prefork.core.core_options import (
     MASTER_OPTIONS,
     Kind,
     Option,
+    Seconds,
 )
 from prefork.core.errors import ConfigError
 from prefork.core.settings import DEFAULT_GROUP, PoolConfig
@@ -158,8 +159,9 @@ ADAPTER_OPTIONS: tuple[Option, ...] = (
     Option("strategy", Choice(STRATEGIES), "simple",
            "simple: perform() runs in the worker; forking: each perform runs in a fresh "
            "child of the worker"),
-    Option("config_file", LocalPath(written=False), None,
-           "a TOML file of options; HUP reads it again", scope=MASTER, reloadable=False),
+    Option("soft_timeout", Seconds(positive=True, optional=True), None,
+           "raise prefork.PerformTimeout inside a perform that runs this long; the hard "
+           "timeout still kills"),
     Option("pidfile", LocalPath(), None,
            "write the master's pid here (refused if it names a running process)",
            scope=MASTER, reloadable=False, short="-p"),
@@ -179,8 +181,8 @@ ADAPTER_OPTIONS: tuple[Option, ...] = (
     _hook("before_exit", "`before_exit(worker)`, in each worker as it exits"),
 )
 
-# An option the core comes to decide with moves to core_options; its declaration there
-# wins, so that the move needs no change here (``config_file`` is such a one).
+# An option the core comes to decide with moves to core_options (as ``config_file`` did:
+# the core asks for the file on HUP); a declaration there wins over one here.
 OPTIONS: tuple[Option, ...] = CORE_OPTIONS + tuple(
     option for option in ADAPTER_OPTIONS if option.name not in CORE_OPTION_NAMES
 )

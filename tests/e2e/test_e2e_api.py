@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 
 import pexpect
@@ -44,15 +45,16 @@ def test_a_config_file_is_reread_on_hup(prefork_run, tmp_path) -> None:
     [first] = pool.workers_up(1)
     config.write_text('job = "jobs:Sleepy"\nworkers = 2\n')
     pool.kill("HUP")
-    pool.expect(r"config file .*prefork\.toml reloaded")
-    pool.expect(r"master running -> reloading \(reload_requested\)")
+    pool.expect(r"master running -> reloading \(config_loaded\)")
+    pool.expect(rf"config file {re.escape(str(config))} reloaded")
     fresh = pool.workers_up(2)
     assert first not in fresh
     wait_for(lambda: "reloading -> running" in pool.output(), 5, "the reload to finish")
     config.write_text("workers = [not toml")
     pool.kill("HUP")
-    pool.expect(r"config file not reloaded, keeping the old config: config=.*not valid TOML")
-    pool.expect(r"master running -> reloading \(hup_received\)")
+    pool.expect(r"master running -> reloading \(config_rejected\)")
+    pool.expect(rf"config file {re.escape(str(config))} not reloaded, the running config "
+                rf"stays: config={re.escape(repr(str(config)))}: is not valid TOML")
     assert len(pool.workers_up(2)) == 2, "the workers are replaced all the same"
     pool.kill("QUIT")
     assert pool.wait() == 0

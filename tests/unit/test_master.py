@@ -10,8 +10,6 @@ import pytest
 import prefork
 from prefork.api import Master, _LiveSettings, _master_hooks, runtime_options
 from prefork.core.errors import ConfigError
-from prefork.core.events import Reload, Signal
-from prefork.core.signals import Sig
 from prefork.core.snapshot import Snapshot
 from prefork.options import OPTIONS, build_settings
 
@@ -88,21 +86,6 @@ def test_the_loop_reads_config_files_through_the_live_settings(tmp_path) -> None
     loop.close()
 
 
-def test_a_reloaded_config_file_reaches_the_core_on_hup(tmp_path) -> None:
-    """Until the core asks for the file with ReadConfig, HUP is turned into Reload
-    (this test goes with ``_reload_on_hup``)."""
-    config = tmp_path / "prefork.toml"
-    config.write_text("workers = 1\nmax_performs = 5\n")
-    master = Master(perform, config_file=str(config))
-    loop = master._build("run")
-    config.write_text("workers = 1\nmax_performs = 7\n")
-    assert loop.translate_signal is not None
-    reload = loop.translate_signal(Signal(Sig.HUP))
-    assert isinstance(reload, Reload) and reload.config.group("default").max_performs == 7
-    assert master._live is not None and master._live.runtime["default"].max_performs == 7
-    loop.close()
-
-
 def test_when_ready_is_handed_a_snapshot_not_the_master() -> None:
     seen: list[object] = []
     settings = build_settings(perform, when_ready=seen.append, before_fork=print,
@@ -112,3 +95,15 @@ def test_when_ready_is_handed_a_snapshot_not_the_master() -> None:
     assert set(hooks) == {"when_ready", "before_fork"}, "after_fork runs in the worker"
     hooks["when_ready"]()
     assert seen == [picture]
+
+
+def test_the_workers_get_their_groups_timeouts_and_back_off() -> None:
+    settings = build_settings(perform, graceful_term=True, groups={
+        "a": {"graceful_timeout": 7, "soft_timeout": 2.5, "restart_backoff": 0.3,
+              "restart_backoff_max": 9},
+        "b": {"workers": 1},
+    })
+    a, b = runtime_options(settings, "a"), runtime_options(settings, "b")
+    assert (a.graceful_timeout, a.soft_timeout, a.graceful_term) == (7, 2.5, True)
+    assert (a.restart_backoff, a.restart_backoff_max) == (0.3, 9)
+    assert (b.graceful_timeout, b.soft_timeout, b.restart_backoff) == (30.0, None, 0.1)

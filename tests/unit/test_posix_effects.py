@@ -142,3 +142,20 @@ def test_the_scoreboard_scan_follows_the_config_the_core_runs(make_loop) -> None
     hand_over(loop, Reload(PoolConfig.of(groups={"a": {"workers": 1, "timeout": 7},
                                                  "b": {"workers": 1, "timeout": 3}})))
     assert loop.scan_every == 3 == scan_interval(core.config)
+
+
+def test_a_reading_hands_the_core_the_workers_failed_performs(make_loop) -> None:
+    """Failed performs only the worker knows of (a forked perform's child that raised)
+    reach the core with the rest of the reading, for it to count once."""
+    from prefork.core.events import Observed
+    from prefork.posix.loop import _Worker
+    from prefork.posix.scoreboard import FRESH_READING, PERFORMING
+
+    loop = make_loop(ScriptedCore())
+    index = loop.board.allocate()
+    slot = loop.board.slot(index)
+    slot.state[0], slot.performs[0], slot.failures[0] = PERFORMING, 5, 2
+    worker = _Worker(4242, "default", 0, index, FRESH_READING)
+    observed = loop._observe(worker, 1.0)
+    assert isinstance(observed, Observed)
+    assert (observed.pid, observed.performs, observed.failures) == (4242, 5, 2)

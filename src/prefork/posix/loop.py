@@ -161,8 +161,6 @@ class PosixLoop:
     reaps only the pids it forked, so an embedding program keeps both to itself.
     ``read_config(path)`` reads a config file into a ``PoolConfig`` (raising
     ``ConfigError``); ``hooks`` maps a hook's name to the function ``RunHook`` runs.
-    ``translate_signal`` turns a signal into another event before the core sees it (the
-    API's HUP reload, until the core asks for the file with ``ReadConfig`` itself).
     """
 
     def __init__(
@@ -176,7 +174,6 @@ class PosixLoop:
         reopen_logs: Callable[[], None] | None = None,
         hooks: Mapping[str, Callable[..., Any]] | None = None,
         read_config: Callable[[str], PoolConfig] | None = None,
-        translate_signal: Callable[[Signal], Event] | None = None,
         use_pidfd: bool | None = None,
     ) -> None:
         self.supervisor = supervisor
@@ -187,7 +184,6 @@ class PosixLoop:
         self.reopen_logs = reopen_logs
         self.hooks: Mapping[str, Callable[..., Any]] = hooks or {}
         self.read_config = read_config
-        self.translate_signal = translate_signal
         self.children = Children(use_pidfd)
         self.board = Scoreboard()
         self.signals: SignalWakeup | None = None
@@ -220,7 +216,6 @@ class PosixLoop:
             self.booted = True
             has_terminal = self.handle_signals and process.has_controlling_terminal()
             self.feed(Boot(has_terminal=has_terminal, at=time.monotonic()))
-            self._run_hook("when_ready", ())  # until the core emits RunHook("when_ready")
 
     def run(self) -> int:
         """Install the signal handlers, boot, and loop until the core says ``Exit``."""
@@ -289,9 +284,7 @@ class PosixLoop:
             events.extend(self._exited(pid, status, now))
         if self.signals is not None and self.signals.read_fd in ready:
             for sig in self.signals.received():
-                event = Signal(sig, at=now)
-                events.append(event if self.translate_signal is None
-                              else self.translate_signal(event))
+                events.append(Signal(sig, at=now))
         if self.notify_r in ready:
             drain(self.notify_r)
         for worker in self.workers.values():
@@ -314,8 +307,6 @@ class PosixLoop:
             if child is not None and child.pidfd is not None:
                 self.poller.unregister(child.pidfd)
             self.children.forget(pid)
-            # until the core emits RunHook("on_worker_exit")
-            self._run_hook("on_worker_exit", (pid, status))
         events.append(ChildExited(pid, status, performs, at=now))
         return events
 
@@ -327,7 +318,8 @@ class PosixLoop:
         if state is None:  # a torn or foreign write: wait for the next look
             return None
         worker.last = reading
-        return Observed(worker.pid, state, reading.heartbeat_at, reading.performs, at=now)
+        return Observed(worker.pid, state, reading.heartbeat_at, reading.performs,
+                        reading.failures, at=now)
 
     def _poll_timeout_ms(self, now: float) -> int | None:
         times = [t for t in (self.wake_at, self._next_scan) if t is not None]
@@ -432,8 +424,6 @@ class PosixLoop:
     def _spawn(self, effect: Spawn) -> None:
         """Fork a worker, and nothing more: ``_answer_forks`` does the rest, later."""
         index = self.board.allocate()
-        # until the core emits RunHook("before_fork") before each Spawn
-        self._run_hook("before_fork", (effect.group, effect.slot))
         # CPython's advice for pre-fork servers: objects alive now go to a generation the
         # collector never walks, so the worker's collections do not write to (and copy)
         # every page it inherited. The master thaws its own copy at once, or the cyclic
