@@ -202,3 +202,40 @@ def flush_std_streams() -> None:
             stream.flush()
         except Exception:  # closed, None or broken: nothing to save
             pass
+
+
+# --- descriptors a forked child must not keep -------------------------------------------------
+
+_CLOSED_IN_CHILDREN: set[int] = set()
+_AT_FORK_REGISTERED = False
+
+
+def close_in_children(fd: int) -> None:
+    """Close ``fd`` in every process forked from this one from now on (workers, perform
+    children), while this process keeps it: a lock or a pipe that must end with this
+    process, never outlive it in a child.
+
+    ``os.register_at_fork`` runs in the child of every ``os.fork``, whoever calls it, so
+    the owner of ``fd`` need not be told of each fork.
+    """
+    global _AT_FORK_REGISTERED
+    if not _AT_FORK_REGISTERED:
+        os.register_at_fork(after_in_child=_close_in_child)
+        _AT_FORK_REGISTERED = True
+    _CLOSED_IN_CHILDREN.add(fd)
+
+
+def keep_in_children(fd: int) -> None:
+    """Forget ``fd`` (its owner closed it): children leave that number alone."""
+    _CLOSED_IN_CHILDREN.discard(fd)
+
+
+def _close_in_child() -> None:
+    if not _CLOSED_IN_CHILDREN:  # a perform child of a worker: nothing to do
+        return
+    for fd in _CLOSED_IN_CHILDREN:
+        try:  # noqa: SIM105
+            os.close(fd)
+        except OSError:
+            pass
+    _CLOSED_IN_CHILDREN.clear()
