@@ -15,7 +15,7 @@ that takes events in and hands effects out; a POSIX adapter does the system call
 
 __version__ = "0.1.0"
 
-from prefork.api import Master
+from prefork.api import Master, Pool
 from prefork.core.errors import ConfigError, CoreError
 from prefork.core.settings import GroupConfig, PoolConfig
 from prefork.core.signals import Sig
@@ -29,6 +29,7 @@ __all__ = [
     "Job",
     "Master",
     "PerformTimeout",
+    "Pool",
     "PoolConfig",
     "Shutdown",
     "Sig",

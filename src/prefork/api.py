@@ -36,6 +36,7 @@ from prefork.options import (
     BY_NAME,
     MASTER_HOOKS,
     OPTIONS,
+    Pool,
     Settings,
     build_settings,
     describe_default,
@@ -43,6 +44,8 @@ from prefork.options import (
 )
 from prefork.posix import process
 from prefork.posix.loop import Handoff, PosixLoop
+
+__all__ = ["Master", "Pool", "runtime_options"]
 
 
 class Master:
@@ -59,7 +62,18 @@ class Master:
     """
 
     def __init__(self, job: object = None, **options: Any) -> None:
-        self.settings: Settings = build_settings(job, **options)
+        self._take(build_settings(job, **options))
+
+    @classmethod
+    def _from_settings(cls, settings: Settings) -> Master:
+        """A master from settings built already (the command builds them from its flags,
+        the environment and the config file)."""
+        master = cls.__new__(cls)
+        master._take(settings)
+        return master
+
+    def _take(self, settings: Settings) -> None:
+        self.settings: Settings = settings
         self.logger = self.settings.logger
         _quiet_transitions()
         self._supervisor: Supervisor | None = None

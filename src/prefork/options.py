@@ -13,16 +13,29 @@ files, the logger, the hooks) are declared here, with the same class, and the tw
 - every validation error: ``ConfigError`` naming the option, the value, and the file;
 - the options table of the docs (``scripts/gen_options.py``).
 
-Where a value comes from, lowest first: the default, the config file, then the keyword
-arguments or flags (``given``). A HUP reads the file again and applies the same order, so
-what was given at start still wins; an option HUP cannot change keeps its running value,
-and the change is reported as needing a restart.
+Where a value comes from, highest first: the flags (or keyword arguments), the
+environment (``PREFORK_CMD_ARGS``, then one ``PREFORK_NAME`` variable per option: the
+command reads them), the config file, the defaults. Each source is a ``Layer``; within a
+layer, a pool's own value wins over the value given for every pool. A HUP reads the file
+again and applies the same order, so what was given at start still wins; an option HUP
+cannot change keeps its running value, and the change is reported as needing a restart.
 
-A config file is TOML with option names at the top level::
+A config file is TOML: master options, and group options for every pool, at the top
+level; one ``[pool.NAME]`` table per pool (names are free text: ``[pool."high,default"]``)
+with its job, its count and its own group options::
 
+    graceful_timeout = 30
+
+    [pool.mail]
     job = "myapp.jobs:Mailer"
     workers = 4
+
+    [pool."high,default"]
+    job = "myapp.jobs:Queue('high', 'default')"
+    workers = 2
     timeout = 30
+
+Without ``[pool.NAME]`` tables the file describes one pool (``default``) at the top level.
 """
 
 from __future__ import annotations
@@ -34,7 +47,8 @@ import sys
 from collections import namedtuple
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from prefork.core.core_options import (
     CORE_OPTION_NAMES,
@@ -42,6 +56,7 @@ from prefork.core.core_options import (
     GROUP,
     MASTER,
     MASTER_OPTIONS,
+    Flag,
     Kind,
     Option,
     Seconds,
@@ -154,14 +169,19 @@ def _hook(name: str, doc: str) -> Option:
 
 ADAPTER_OPTIONS: tuple[Option, ...] = (
     Option("job", JobRef(), None,
-           "what the workers run; in the command, the MODULE:ATTR argument",
-           reloadable=False),
+           "what the workers run: MODULE:ATTR, or MODULE:ATTR(ARGS) to call it with "
+           "literal arguments; in the command, the argument; HUP imports it afresh "
+           "(without preload)"),
     Option("strategy", Choice(STRATEGIES), "simple",
            "simple: perform() runs in the worker; forking: each perform runs in a fresh "
            "child of the worker"),
     Option("soft_timeout", Seconds(positive=True, optional=True), None,
            "raise prefork.PerformTimeout inside a perform that runs this long; the hard "
            "timeout still kills"),
+    Option("preload", Flag(), False,
+           "import the jobs' code once, in the master, for its whole life: HUP does not "
+           "reload it (without preload, HUP imports it afresh and new workers run it)",
+           scope=MASTER, reloadable=False),
     Option("pidfile", LocalPath(), None,
            "write the master's pid here (refused if it names a running process)",
            scope=MASTER, reloadable=False, short="-p"),
@@ -196,6 +216,8 @@ _OWN = tuple(option for option in OPTIONS if option.name not in CORE_OPTION_NAME
 _OWN_MASTER = tuple(option for option in _OWN if option.scope == MASTER)
 _OWN_GROUP = tuple(option for option in _OWN if option.scope == GROUP)
 _CORE_MASTER_NAMES = frozenset(option.name for option in MASTER_OPTIONS)
+GROUP_CORE_OPTIONS = tuple(o for o in OPTIONS if o.scope == GROUP and o.name in CORE_OPTION_NAMES)
+POOL_TABLE = "pool"
 
 
 def in_files(option: Option) -> bool:
@@ -208,6 +230,127 @@ def from_text(option: Option) -> bool:
     return not isinstance(option.kind, PythonOnly)
 
 
+# --- where values come from --------------------------------------------------------------------
+
+_BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def pool_key(name: str) -> str:
+    """A pool's name as a TOML key: bare when it can be, quoted otherwise."""
+    if name and set(name) <= _BARE_KEY:
+        return name
+    escaped = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+class Layer(NamedTuple):
+    """One source of option values (immutable).
+
+    ``shared`` holds the options given for every pool and for the master; ``pools`` the
+    pools this source names, each with its own options (``None`` when it names none);
+    ``where`` how each shared option was given (``--workers``, ``PREFORK_WORKERS``), for
+    ``--check-config``; ``path`` the file a file's layer was read from.
+    """
+
+    source: str
+    shared: Mapping[str, Any]
+    pools: Mapping[str, Mapping[str, Any]] | None = None
+    where: Mapping[str, str] = MappingProxyType({})
+    path: str | None = None
+
+    def origin(self, name: str, pool: str | None = None) -> str:
+        """Where this layer's value of ``name`` (in ``pool``, if its own) came from."""
+        if pool is not None:
+            table = f"[pool.{pool_key(pool)}]"
+            return f"{self.path} {table}" if self.path else f"{self.source} {table}"
+        return self.where.get(name) or self.path or self.source
+
+
+class Pool:
+    """One pool of a master, in Python: its job, its worker count, its own group options.
+
+    ``prefork.Master(pools={"mail": prefork.Pool(Mailer, workers=4), "sms": ...})``.
+    An option a pool leaves out comes from the ``Master``'s keyword arguments, then the
+    defaults. Only group options belong to a pool (``timeout``, ``strategy``...); a
+    master option or an unknown name raises ``ConfigError`` naming it.
+    """
+
+    __slots__ = ("options",)
+
+    def __init__(self, job: object = None, **options: Any) -> None:
+        for name, value in options.items():
+            option = BY_NAME.get(name)
+            if option is None:
+                raise ConfigError(name, value, "is not a prefork option")
+            if option.scope != GROUP:
+                raise ConfigError(name, value, "is a master option: give it to Master")
+        if job is not None:
+            options["job"] = job
+        self.options: Mapping[str, Any] = MappingProxyType(options)
+
+    def __repr__(self) -> str:
+        return f"Pool({', '.join(f'{k}={v!r}' for k, v in self.options.items())})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pool) and dict(self.options) == dict(other.options)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _pools_of(pools: object) -> dict[str, Mapping[str, Any]]:
+    """``Master(pools=...)``: pool name -> its options (a ``Pool``, or a mapping)."""
+    if not isinstance(pools, Mapping) or not pools:
+        raise ConfigError("pools", pools, "must map pool names to prefork.Pool(...)")
+    built = {}
+    for name, pool in pools.items():
+        if isinstance(pool, Mapping):
+            pool = Pool(**pool)
+        if not isinstance(pool, Pool):
+            raise ConfigError(f"pools[{name!r}]", pool, "must be a prefork.Pool(...)")
+        built[name] = pool.options
+    return built
+
+
+def given_layer(options: Mapping[str, Any], source: str = "keyword",
+                where: Mapping[str, str] | None = None) -> Layer:
+    """The layer of keyword arguments (or flags): ``pools`` among them names the pools.
+    Unknown names raise ``ConfigError``."""
+    shared = {}
+    pools = None
+    for name, value in options.items():
+        if name == "pools":
+            pools = _pools_of(value)
+            continue
+        if name not in BY_NAME:
+            raise ConfigError(name, value, "is not a prefork option")
+        shared[name] = os.fspath(value) if isinstance(value, os.PathLike) else value
+    return Layer(source, MappingProxyType(shared), pools, MappingProxyType(dict(where or {})))
+
+
+def environment_layer(environ: Mapping[str, str]) -> Layer:
+    """The ``PREFORK_NAME`` variables of ``environ`` (``PREFORK_WORKERS=4``), one per
+    option with a text form; a value that does not read raises ``ConfigError`` naming the
+    variable."""
+    shared, where = {}, {}
+    for option in OPTIONS:
+        variable = env_variable(option)
+        if not from_text(option) or variable not in environ:
+            continue
+        text = environ[variable]
+        try:
+            value = option.kind.parse(text)
+        except ValueError as error:
+            raise ConfigError(variable, text, str(error)) from None
+        option.check(value, variable)
+        shared[option.name], where[option.name] = value, variable
+    return Layer("environment", MappingProxyType(shared), None, MappingProxyType(where))
+
+
+def env_variable(option: Option) -> str:
+    """The environment variable of ``option``: ``PREFORK_GRACEFUL_TIMEOUT``."""
+    return f"PREFORK_{option.name.upper()}"
+
+
 # --- settings: what a master runs with ---------------------------------------------------------
 
 GroupSettings = namedtuple(  # type: ignore[misc]
@@ -215,12 +358,13 @@ GroupSettings = namedtuple(  # type: ignore[misc]
 )
 GroupSettings.__doc__ = (
     "What the adapter runs a group with beside the core's GroupConfig: its job (a "
-    "validated JobSpec) and strategy. Immutable."
+    "validated JobSpec), strategy and soft timeout. Immutable."
 )
 
 _SettingsFields = namedtuple(  # type: ignore[misc]
     "_SettingsFields",
-    ["pool", "groups", *(option.name for option in _OWN_MASTER), "given", "raw"],
+    ["pool", "groups", *(option.name for option in _OWN_MASTER), "layers", "origins",
+     "values"],
 )
 
 
@@ -229,9 +373,11 @@ class Settings(_SettingsFields):
 
     ``pool`` is the core's ``PoolConfig`` (its master options, one ``GroupConfig`` per
     group); ``groups`` holds each group's ``GroupSettings``; the adapter's master options
-    are attributes (the core's are too, read from ``pool``). ``given`` is what the keyword
-    arguments or flags gave and ``raw`` every option's value before it was built (for
-    options HUP cannot change, the value in force): a HUP rebuilds from them.
+    are attributes (the core's are too, read from ``pool``). ``layers`` are the sources
+    above the config file (keyword arguments or flags, the environment), which a HUP
+    applies again over the file it rereads; ``values`` and ``origins`` map
+    ``(pool, option)`` (pool ``None`` for a master option) to the value in force and to
+    where it came from.
 
     Named tuples, not frozen dataclasses: their classes cost ~0.1 ms to make at import
     where a frozen dataclass's costs ~1 ms, on every start of a master.
@@ -256,139 +402,252 @@ class Settings(_SettingsFields):
         """The hooks that are set, by name."""
         return {name: getattr(self, name) for name in HOOKS if getattr(self, name) is not None}
 
+    def effective(self) -> list[tuple[str | None, str, Any, str]]:
+        """``(pool, option, value, origin)`` for every option in force, the master's
+        first (pool ``None``), then each pool's, in the registry's order."""
+        return [(pool, name, self.values[pool, name], self.origins[pool, name])
+                for pool, name in self.values]
+
 
 def build_settings(job: object = None, **given: Any) -> Settings:
-    """Validate ``job`` and the options ``given`` (keyword arguments or flags) into
-    ``Settings``; with ``config_file`` given, its options come in under them.
+    """Validate ``job`` and the options ``given`` (keyword arguments) into ``Settings``;
+    with ``config_file`` given, its options come in under them.
 
-    ``groups`` maps group names to worker counts or to mappings of group options
-    (``{"mail": {"workers": 2, "strategy": "forking"}}``), as ``PoolConfig.of`` takes
-    them. Every bad name or value raises ``ConfigError`` naming it.
+    ``pools`` maps pool names to ``Pool(...)`` (or to mappings of group options). Every
+    bad name or value raises ``ConfigError`` naming it.
     """
-    for name, value in given.items():
-        if name not in BY_NAME and name != "groups":
-            raise ConfigError(name, value, "is not a prefork option")
-        if isinstance(value, os.PathLike):
-            given[name] = os.fspath(value)
     if job is not None:
         given["job"] = job
-    path = given.get("config_file")
-    raw = {**(load_file(path) if isinstance(path, str) else {}), **given}
-    return _settings_of(raw, given)
+    return settings_from([given_layer(given)])
+
+
+def settings_from(layers: list[Layer]) -> Settings:
+    """The settings the ``layers`` (highest first: flags, the environment) make over the
+    config file they name, if any, and the defaults."""
+    above = tuple(layers)
+    path = _pick_shared(above, "config_file")
+    file = file_layer(os.fspath(path)) if path is not None else None
+    return _settings_of(above, file)
 
 
 def reread(running: Settings, path: str) -> tuple[Settings, list[str]]:
     """Read the config file at ``path`` again (HUP): the new settings, and one line for
     each option the file changed that needs a restart (it keeps its running value).
 
-    Raises ``ConfigError`` when the file no longer reads or validates: the running
-    settings stay as they are.
+    Raises ``ConfigError`` when the file no longer reads or validates, or a job no longer
+    imports: the running settings stay as they are.
     """
-    raw = {**load_file(path), **running.given}
-    notes = []
-    for option in OPTIONS:
-        name = option.name
-        if option.reloadable or raw.get(name) == running.raw.get(name):
-            continue
-        notes.append(f"{name} changed in {path}: it needs a restart, so "
-                     f"{running.raw.get(name)!r} stays in force")
-        if name in running.raw:
-            raw[name] = running.raw[name]
-        else:
-            del raw[name]
-    return _settings_of(raw, running.given, running), notes
+    notes: list[str] = []
+    fresh = _settings_of(running.layers, file_layer(path), running, notes)
+    return fresh, notes
 
 
-def _settings_of(raw: dict[str, Any], given: Mapping[str, Any],
-                 running: Settings | None = None) -> Settings:
-    groups = raw.get("groups")
-    core = {name: value for name, value in raw.items() if name in CORE_OPTION_NAMES}
-    if groups is not None:
-        core["groups"] = _core_groups(groups)
-    pool = PoolConfig.of(**core)
-    shared = {option.name: raw.get(option.name, option.default) for option in _OWN_GROUP}
-    built = tuple(
-        _group_settings(name, {**shared, **_own_of(groups, name)}, running)
-        for name in pool.group_names
-    )
-    master = {option.name: _master_value(option, raw, running) for option in _OWN_MASTER}
-    if "logger" in master and master["logger"] is None:
-        master["logger"] = logging.getLogger(LOGGER_NAME)
-    return Settings(pool=pool, groups=built, given=dict(given), raw=raw, **master)
+def _pick_shared(layers: tuple[Layer, ...], name: str) -> Any:
+    for layer in layers:
+        if name in layer.shared:
+            return layer.shared[name]
+    return None
 
 
-def _core_groups(groups: object) -> object:
-    """``groups`` without the adapter's group options, for ``PoolConfig.of``."""
-    if not isinstance(groups, Mapping):
-        return groups  # PoolConfig.of says what is wrong with it
-    own = {option.name for option in _OWN_GROUP}
-    return {
-        name: {key: value for key, value in spec.items() if key not in own}
-        if isinstance(spec, Mapping) else spec
-        for name, spec in groups.items()
+def _settings_of(above: tuple[Layer, ...], file: Layer | None,
+                 running: Settings | None = None, notes: list[str] | None = None) -> Settings:
+    layers = (*above, *((file,) if file is not None else ()))
+    values: dict[tuple[str | None, str], Any] = {}
+    whence: dict[tuple[str | None, str], tuple[Layer | None, bool]] = {}
+    names = _pool_names(layers)
+    for pool in (None, *names):
+        for option in OPTIONS:
+            if (option.scope == MASTER) != (pool is None):
+                continue
+            key = (pool, option.name)
+            value, whence[key] = _resolve(layers, option, pool)
+            value = _kept(running, key, value, whence, notes)
+            if option.name != "job":
+                _check(option, value, pool, whence[key])
+            values[key] = value
+    origins = {key: _origin(key, *whence[key]) for key in values}
+    if running is not None:  # what a HUP kept says where it came from at start
+        origins.update({key: running.origins[key] for key, (layer, _) in whence.items()
+                        if layer is _RUNNING})
+    master = {name: value for (pool, name), value in values.items() if pool is None}
+    core_groups = {
+        pool: {o.name: values[pool, o.name] for o in GROUP_CORE_OPTIONS} for pool in names
     }
+    try:
+        config = PoolConfig.of(groups=core_groups, **{
+            name: value for name, value in master.items() if name in CORE_OPTION_NAMES})
+    except ConfigError as error:
+        raise _relabelled(error, names, whence) from None
+    imported: dict[str, object] = {}
+    naming = next((layer for layer in layers if layer.pools is not None), None)
+    groups = tuple(_group_settings(pool, values, whence, running, master, imported, naming)
+                   for pool in names)
+    own = {option.name: master[option.name] for option in _OWN_MASTER}
+    if own.get("logger") is None and "logger" in own:
+        own["logger"] = logging.getLogger(LOGGER_NAME)
+    if running is not None and notes is not None and master.get("preload"):
+        notes.append("preload is on: the jobs' code is not reloaded (restart the master "
+                     "to run new code)")
+    return Settings(pool=config, groups=groups, layers=above, origins=origins, values=values,
+                    **own)
 
 
-def _own_of(groups: object, name: str) -> dict[str, Any]:
-    spec = groups.get(name) if isinstance(groups, Mapping) else None
-    own = {option.name for option in _OWN_GROUP}
-    return {key: value for key, value in spec.items() if key in own} \
-        if isinstance(spec, Mapping) else {}
+# a HUP kept the running value of an option that needs a restart
+_RUNNING = Layer("running", MappingProxyType({}))
 
 
-def _label(group: str, option: str) -> str:
-    return option if group == DEFAULT_GROUP else f"groups.{group}.{option}"
+def _pool_names(layers: tuple[Layer, ...]) -> tuple[str, ...]:
+    naming = [layer for layer in layers if layer.pools is not None]
+    if len(naming) > 1:
+        first, second = naming[0], naming[1]
+        raise ConfigError("pools", list(first.pools or ()),
+                          f"are named by {first.path or first.source} and by "
+                          f"{second.path or second.source}: name them in one place")
+    return tuple(naming[0].pools or ()) if naming else (DEFAULT_GROUP,)
 
 
-def _group_settings(name: str, values: Mapping[str, Any],
-                    running: Settings | None) -> GroupSettings:
-    kept = None
-    if running is not None and name in {group.name for group in running.groups}:
-        kept = running.group(name)
+def _resolve(layers: tuple[Layer, ...], option: Option,
+             pool: str | None) -> tuple[Any, tuple[Layer | None, bool]]:
+    """The value of ``option`` (in ``pool``), and which layer gave it and whether as the
+    pool's own: the highest layer that gives it wins; within a layer, a pool's own value
+    wins over the shared one."""
+    for layer in layers:
+        own = (layer.pools or {}).get(pool) if pool is not None else None
+        if own is not None and option.name in own:
+            return own[option.name], (layer, True)
+        if option.name in layer.shared:
+            return layer.shared[option.name], (layer, False)
+    return option.default, (None, False)
+
+
+def _origin(key: tuple[str | None, str], layer: Layer | None, own: bool) -> str:
+    if layer is None:
+        return "default"
+    return layer.origin(key[1], key[0] if own else None)
+
+
+def _kept(running: Settings | None, key: tuple[str | None, str], value: Any,
+          whence: dict[tuple[str | None, str], tuple[Layer | None, bool]],
+          notes: list[str] | None) -> Any:
+    """On a HUP, an option that needs a restart keeps its running value (said in
+    ``notes`` when the new one differs)."""
+    pool, name = key
+    if running is None or BY_NAME[name].reloadable or key not in running.values:
+        return value
+    before = running.values[key]
+    if value != before and notes is not None:
+        where = "" if pool is None else f"pool {pool_key(pool)}: "
+        notes.append(f"{where}{name} changed ({_origin(key, *whence[key])}): it needs a "
+                     f"restart, so {before!r} stays in force")
+    whence[key] = (_RUNNING, False)
+    return before
+
+
+def _key_and_where(pool: str | None, name: str,
+                   layer: Layer | None, own: bool) -> tuple[str, str]:
+    """How an error names an option (``timeout``, or ``pool.mail.timeout`` for a pool's
+    own), and where it was given (`` (in FILE)``, `` (from PREFORK_TIMEOUT)``)."""
+    key = f"{POOL_TABLE}.{pool_key(pool)}.{name}" if own and pool is not None else name
+    if layer is None:
+        return key, ""
+    if layer.path:
+        return key, f" (in {layer.path})"
+    given = layer.where.get(name, "")
+    return key, f" (from {given})" if given.startswith("PREFORK_") else ""
+
+
+def _check(option: Option, value: object, pool: str | None,
+           whence: tuple[Layer | None, bool]) -> None:
+    why = option.kind.why_not(value)
+    if why is not None:
+        key, where = _key_and_where(pool, option.name, *whence)
+        raise ConfigError(key, value, why + where)
+
+
+def _relabelled(error: ConfigError, names: tuple[str, ...],
+                whence: Mapping[tuple[str | None, str], tuple[Layer | None, bool]]
+                ) -> ConfigError:
+    """The core's error for a check across options (``groups.mail=5: exceeds
+    max_workers (4)``), naming the pool and the key as a file does."""
+    why = str(error).split(": ", 1)[1]
+    for pool in names:
+        prefix = "" if pool == DEFAULT_GROUP else f"groups.{pool}"
+        if error.option == (prefix or "workers"):
+            name = "workers"
+        elif error.option.startswith(f"{prefix}." if prefix else ""):
+            name = error.option[len(prefix) + 1 if prefix else 0:]
+        else:
+            continue
+        if (pool, name) in whence:
+            key, where = _key_and_where(pool, name, *whence[pool, name])
+            return ConfigError(key, error.value, why + where)
+    return error
+
+
+def _group_settings(name: str, values: Mapping[tuple[str | None, str], Any],
+                    whence: Mapping[tuple[str | None, str], tuple[Layer | None, bool]],
+                    running: Settings | None, master: Mapping[str, Any],
+                    imported: dict[str, object], naming: Layer | None) -> GroupSettings:
     built = {}
     for option in _OWN_GROUP:
-        if kept is not None and not option.reloadable:
-            built[option.name] = getattr(kept, option.name)
-        elif option.name == "job":
-            built["job"] = _job_of(values["job"], _label(name, "job"))
-        else:
-            built[option.name] = _checked(option, values[option.name], _label(name, option.name))
+        value = values[name, option.name]
+        if option.name == "job":
+            layer, own = whence[name, "job"]
+            if layer is None and name != DEFAULT_GROUP:  # missing: where the pool is named
+                layer, own = naming, True
+            key, where = _key_and_where(name, "job", layer, own)
+            value = _job_of(value, key, where, _running_job(running, name, value, master),
+                            imported)
+        built[option.name] = value
     return GroupSettings(name=name, **built)
 
 
-def _master_value(option: Option, raw: Mapping[str, Any], running: Settings | None) -> Any:
-    if running is not None and not option.reloadable:
-        return getattr(running, option.name)
-    return _checked(option, raw.get(option.name, option.default), option.name)
+def _running_job(running: Settings | None, name: str, ref: object,
+                 master: Mapping[str, Any]) -> JobSpec | None:
+    """The running pool's job, when a HUP keeps it: given as an object (it cannot be
+    imported again), or named the same with ``preload`` on."""
+    if running is None or (name, "job") not in running.values:
+        return None
+    if running.values[name, "job"] is not ref and running.values[name, "job"] != ref:
+        return None
+    if isinstance(ref, str) and not master.get("preload"):
+        return None  # imported afresh: HUP deploys new code
+    return running.group(name).job
 
 
-def _checked(option: Option, value: object, label: str) -> Any:
-    option.check(value, label)
-    return value
-
-
-def _job_of(job: object, label: str) -> JobSpec:
+def _job_of(job: object, label: str, where: str, kept: JobSpec | None,
+            imported: dict[str, object]) -> JobSpec:
+    if kept is not None:
+        return kept
     if job is None:
         raise ConfigError(label, None, "is missing: give the job as MODULE:ATTR "
-                                       "(or job = ... in the config file)")
+                                       "(or job = ... in the config file)" + where)
     try:
-        return job_spec(import_job(job) if isinstance(job, str) else job)
+        if isinstance(job, str):
+            if job not in imported:
+                imported[job] = import_job(job, fresh=True)
+            return job_spec(imported[job])
+        return job_spec(job)
     except ConfigError as error:
-        if label == error.option:
+        if label == error.option and not where:
             raise
         why = str(error)[len(f"{error.option}={error.value!r}: "):]
-        raise ConfigError(label, error.value, why) from None
+        raise ConfigError(label, error.value, why + where) from None
 
 
 # --- jobs by name ---------------------------------------------------------------------------
 
-def import_job(ref: str) -> object:
-    """``"package.module:attr"`` (or ``path/to/file.py:attr``) -> the object it names.
+def import_job(ref: str, fresh: bool = False) -> object:
+    """``"package.module:attr"`` (or ``path/to/file.py:attr``) -> the object it names;
+    ``"module:attr(ARGS)"`` calls it with ARGS (Python literals: ``make("high", n=2)``).
 
-    The current directory is importable, as with ``python -m``. Any failure raises
-    ``ConfigError`` naming the job.
+    The current directory is importable, as with ``python -m``. ``fresh``: the module's
+    top-level package is imported again from its files (what a HUP deploys), whatever
+    ``sys.modules`` holds. Any failure raises ``ConfigError`` naming the job.
     """
     module_name, sep, attr = ref.partition(":")
+    attr, call = _call_of(ref, attr.strip())
+    module_name = module_name.strip()
     if not sep or not module_name or not attr:
         raise ConfigError("job", ref, "must be MODULE:ATTR, e.g. myapp.jobs:Mailer")
     if module_name.endswith(".py") or os.sep in module_name:
@@ -397,6 +656,8 @@ def import_job(ref: str) -> object:
         module_name = os.path.splitext(os.path.basename(path))[0]
     elif "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    if fresh:
+        _forget_package(module_name)
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
@@ -411,16 +672,61 @@ def import_job(ref: str) -> object:
             target = getattr(target, part)
         except AttributeError:
             raise ConfigError("job", ref, f"{module_name} has no attribute {attr}") from None
-    return target
+    if call is None:
+        return target
+    args, kwargs = call
+    try:
+        return target(*args, **kwargs)  # type: ignore[operator]
+    except Exception as error:
+        raise ConfigError("job", ref, f"calling {attr} raised {type(error).__name__}: "
+                                      f"{error}") from None
+
+
+def _call_of(ref: str, attr: str) -> tuple[str, tuple[tuple[Any, ...], dict[str, Any]] | None]:
+    """``attr(ARGS)`` -> ``attr`` and its literal arguments (``None``: no call)."""
+    if "(" not in attr and ")" not in attr:
+        return attr, None
+    import ast
+
+    name, _, rest = attr.partition("(")
+    try:
+        call = ast.parse(f"f({rest}", mode="eval").body
+        assert isinstance(call, ast.Call)
+        args = tuple(ast.literal_eval(arg) for arg in call.args)
+        kwargs = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
+        if len(kwargs) != len(call.keywords):
+            raise ValueError("**")
+    except (SyntaxError, ValueError, AssertionError, TypeError):
+        raise ConfigError("job", ref, "arguments must be Python literals, e.g. "
+                                      'myapp.jobs:make("high", batch=10)') from None
+    return name.strip(), (args, kwargs)
+
+
+def _forget_package(module_name: str) -> None:
+    """Drop ``module_name``'s top-level package and its modules from ``sys.modules`` (not
+    prefork's), so that the next import reads their files again."""
+    top = module_name.split(".")[0]
+    if top == "prefork" or top in sys.stdlib_module_names:
+        return
+    for name in [name for name in sys.modules if name == top or name.startswith(top + ".")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
 
 
 # --- config files ---------------------------------------------------------------------------
 
 def load_file(path: str) -> dict[str, Any]:
-    """The options of a TOML config file, by ``snake_case`` name, each value checked.
+    """The top-level options of a TOML config file, by ``snake_case`` name, each checked
+    (``file_layer`` reads its pools too)."""
+    return dict(file_layer(path).shared)
 
-    An unknown key, an option a file cannot set, or a bad value raises ``ConfigError``
-    naming the option, the value and the file.
+
+def file_layer(path: str) -> Layer:
+    """The options of a TOML config file: top-level keys (master options, and group
+    options for every pool) and one ``[pool.NAME]`` table per pool.
+
+    An unknown key, an option a file cannot set, a master option in a pool's table, or a
+    bad value raises ``ConfigError`` naming the pool, the key and the file.
     """
     # imported here, not at the top: tomllib (and datetime, which it imports) add 3 ms
     # to every start of a master, and only a config file needs them
@@ -433,17 +739,35 @@ def load_file(path: str) -> dict[str, Any]:
         raise ConfigError("config", path, f"cannot be read ({error.strerror})") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError("config", path, f"is not valid TOML ({error})") from None
+    tables = data.pop(POOL_TABLE, None)
+    shared = _file_options(data, path, None)
+    pools = None
+    if tables is not None:
+        if not isinstance(tables, dict) or not tables \
+                or not all(isinstance(table, dict) for table in tables.values()):
+            raise ConfigError(POOL_TABLE, tables, "must be one table per pool, "
+                                                  f"[pool.NAME] (in {path})")
+        pools = {name: MappingProxyType(_file_options(table, path, name))
+                 for name, table in tables.items()}
+    return Layer("file", MappingProxyType(shared), pools, path=path)
+
+
+def _file_options(data: Mapping[str, Any], path: str, pool: str | None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for key, value in data.items():
         name = key.replace("-", "_")
+        label = name if pool is None else f"{POOL_TABLE}.{pool_key(pool)}.{name}"
         option = BY_NAME.get(name)
         if option is None:
-            raise ConfigError(name, value, f"is not a prefork option (in {path})")
+            raise ConfigError(label, value, f"is not a prefork option (in {path})")
         if not in_files(option):
-            raise ConfigError(name, value, f"cannot be set in a config file (in {path})")
+            raise ConfigError(label, value, f"cannot be set in a config file (in {path})")
+        if pool is not None and option.scope != GROUP:
+            raise ConfigError(label, value, f"is a master option: set it at the top level, "
+                                            f"not in a pool's table (in {path})")
         why = option.kind.why_not(value)
         if why is not None:
-            raise ConfigError(name, value, f"{why} (in {path})")
+            raise ConfigError(label, value, f"{why} (in {path})")
         options[name] = value
     return options
 

@@ -14,11 +14,15 @@ from prefork.job import Job, WorkerContext, job_spec
 from prefork.options import (
     BY_NAME,
     OPTIONS,
+    Pool,
     build_settings,
+    environment_layer,
+    given_layer,
     import_job,
     in_files,
     load_file,
     reread,
+    settings_from,
 )
 
 
@@ -196,19 +200,19 @@ def test_a_job_is_needed_from_somewhere() -> None:
 def test_each_group_has_its_own_strategy_and_job() -> None:
     settings = build_settings(
         perform, timeout=5,
-        groups={"mail": {"workers": 2, "strategy": "forking"}, "sms": 1,
-                "ctx": {"job": with_context, "max_performs": 3}},
+        pools={"mail": Pool(workers=2, strategy="forking"), "sms": Pool(workers=1),
+               "ctx": {"job": with_context, "max_performs": 3}},
     )
     assert [g.strategy for g in settings.groups] == ["forking", "simple", "simple"]
     assert settings.group("ctx").job.takes_context and not settings.group("sms").job.takes_context
     assert settings.pool.group("ctx").max_performs == 3
     assert settings.pool.group("mail").timeout == 5, "a top-level group option: every group"
     with pytest.raises(ConfigError) as error:
-        build_settings(perform, groups={"mail": {"strategy": "threads"}})
-    assert str(error.value).startswith("groups.mail.strategy='threads': must be one of")
+        build_settings(perform, pools={"mail": Pool(strategy="threads")})
+    assert str(error.value).startswith("pool.mail.strategy='threads': must be one of")
     with pytest.raises(ConfigError) as error:
-        build_settings(perform, groups={"mail": {"job": 42}})
-    assert error.value.option == "groups.mail.job"
+        build_settings(perform, pools={"mail": Pool(42)})
+    assert error.value.option == "pool.mail.job"
 
 
 def test_a_reread_keeps_what_was_given_and_what_needs_a_restart(tmp_path) -> None:
@@ -222,7 +226,7 @@ def test_a_reread_keeps_what_was_given_and_what_needs_a_restart(tmp_path) -> Non
     assert fresh.group("default").strategy == "simple", "gone from the file: the default"
     assert fresh.pidfile is None, "a pid file needs a restart"
     assert fresh.group("default").job is running.group("default").job, "not rebuilt"
-    assert notes == [f"pidfile changed in {config}: it needs a restart, so None stays in force"]
+    assert notes == [f"pidfile changed ({config}): it needs a restart, so None stays in force"]
     again, notes_again = reread(fresh, str(config))
     assert again.pidfile is None and len(notes_again) == 1, "said on every HUP it differs"
     config.write_text("workers = [\n")
@@ -234,3 +238,201 @@ def test_importing_prefork_leaves_the_toml_parser_to_config_files() -> None:
     """tomllib is imported by load_file, not by ``import prefork`` (3 ms of every boot)."""
     code = "import sys, prefork; sys.exit('tomllib' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+# --- pools, and where each value comes from ------------------------------------------------------
+
+TWO_POOLS = '''
+graceful_timeout = 5
+timeout = 9
+
+[pool.mail]
+job = "pool_jobs:mail"
+workers = 2
+strategy = "forking"
+
+[pool."high,default"]
+job = "pool_jobs:Queue('high', 'default')"
+workers = 1
+timeout = 3
+'''
+
+
+@pytest.fixture
+def pool_jobs(tmp_path, monkeypatch) -> None:
+    """``pool_jobs``, the module the two-pool file names."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "pool_jobs.py").write_text(
+        "def mail():\n    pass\n\n\n"
+        "class Queue:\n    def __init__(self, *queues):\n        self.queues = queues\n\n"
+        "    def perform(self):\n        pass\n"
+    )
+
+
+@pytest.mark.usefixtures("pool_jobs")
+def test_a_file_names_pools_each_with_its_job_count_and_options(tmp_path) -> None:
+    config = tmp_path / "pools.toml"
+    config.write_text(TWO_POOLS)
+    settings = build_settings(config_file=str(config))
+    assert settings.pool.group_names == ("mail", "high,default"), "in the file's order"
+    assert settings.pool.workers_of("mail") == 2 and settings.pool.workers_of("high,default") == 1
+    assert settings.group("mail").job.target.__name__ == "mail"
+    assert settings.group("mail").strategy == "forking"
+    queue = settings.group("high,default").job.target
+    assert queue.queues == ("high", "default"), "MODULE:ATTR(ARGS)"
+    assert settings.pool.group("high,default").timeout == 3, "a pool's own value wins"
+    assert settings.pool.group("mail").timeout == 9, "a top-level group option: every pool"
+    assert settings.pool.group("mail").graceful_timeout == 5
+    origins = {(pool, name): origin for pool, name, _, origin in settings.effective()}
+    assert origins["mail", "workers"] == f"{config} [pool.mail]"
+    assert origins["high,default", "timeout"] == f'{config} [pool."high,default"]'
+    assert origins["mail", "timeout"] == str(config)
+    assert origins["mail", "max_performs"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[pool.mail]\njob = "m:J"\nworkerz = 2\n',
+         "pool.mail.workerz=2: is not a prefork option"),
+        ('[pool."a,b"]\njob = "m:J"\ntimeout = 0\n',
+         "pool.\"a,b\".timeout=0: must be a finite number of seconds > 0"),
+        ('[pool.mail]\njob = "m:J"\npidfile = "x.pid"\n',
+         "pool.mail.pidfile='x.pid': is a master option: set it at the top level"),
+        ('pool = 3\n', "pool=3: must be one table per pool, [pool.NAME]"),
+        ('[pool.mail]\njob = "logging:NoSuch"\n',
+         "pool.mail.job='logging:NoSuch': logging has no attribute NoSuch"),
+        ('[pool.mail]\nworkers = 1\n', "pool.mail.job=None: is missing"),
+        ('[pool.mail]\njob = "logging:getLogger"\nworkers = 3\nmax_workers = 2\n',
+         "pool.mail.workers=3: exceeds max_workers (2)"),
+    ],
+)
+@pytest.mark.usefixtures("pool_jobs")
+def test_a_bad_pool_names_the_file_the_pool_and_the_key(tmp_path, text, message) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        build_settings(config_file=str(config))
+    assert message in str(error.value)
+    assert str(error.value).endswith(f"(in {config})"), str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_pools_in_python_take_the_masters_options_they_leave_out() -> None:
+    settings = build_settings(timeout=4, pools={
+        "mail": Pool(perform, workers=3, timeout=2),
+        "sms": Pool(with_context),
+    })
+    assert settings.pool.group_names == ("mail", "sms")
+    assert settings.pool.group("mail").timeout == 2 and settings.pool.group("sms").timeout == 4
+    assert settings.pool.workers_of("sms") == 1
+    assert settings.group("sms").job.takes_context
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Pool(perform, pidfile="x"), "pidfile='x': is a master option"),
+        (lambda: Pool(perform, wrokers=1), "wrokers=1: is not a prefork option"),
+        (lambda: build_settings(pools={}), "pools={}: must map pool names"),
+        (lambda: build_settings(pools={"a": 3}), "pools['a']=3: must be a prefork.Pool"),
+        (lambda: build_settings(pools={"a\n": Pool(perform)}), "a group name is"),
+    ],
+)
+def test_bad_pools_in_python_raise_config_error(make, message) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        make()
+
+
+@pytest.mark.usefixtures("pool_jobs")
+def test_pools_are_named_in_one_place(tmp_path) -> None:
+    config = tmp_path / "pools.toml"
+    config.write_text(TWO_POOLS)
+    with pytest.raises(ConfigError, match=r"are named by keyword and by .*name them in one"):
+        build_settings(config_file=str(config), pools={"x": Pool(perform)})
+
+
+@pytest.mark.usefixtures("pool_jobs")
+def test_precedence_flags_then_environment_then_file_then_defaults(tmp_path) -> None:
+    config = tmp_path / "pools.toml"
+    config.write_text(TWO_POOLS)
+    flags = given_layer({"config_file": str(config), "strategy": "simple"}, "flag",
+                        {"strategy": "--strategy", "config_file": "-c"})
+    env = environment_layer({"PREFORK_STRATEGY": "forking", "PREFORK_TIMEOUT": "7",
+                             "PREFORK_MAX_PERFORMS": "off", "PATH": "/bin"})
+    settings = settings_from([flags, env])
+    for pool in ("mail", "high,default"):
+        assert settings.group(pool).strategy == "simple", "the flag wins over all"
+        assert settings.pool.group(pool).timeout == 7, "the environment wins over the file"
+    assert settings.pool.group("mail").graceful_timeout == 5, "the file over the defaults"
+    origins = {(pool, name): origin for pool, name, _, origin in settings.effective()}
+    assert origins["mail", "strategy"] == "--strategy"
+    assert origins["mail", "timeout"] == "PREFORK_TIMEOUT"
+    assert origins[None, "config_file"] == "-c"
+    config.write_text(TWO_POOLS.replace("workers = 2", "workers = 5"))
+    fresh, notes = reread(settings, str(config))
+    assert fresh.pool.workers_of("mail") == 5 and fresh.group("mail").strategy == "simple"
+    assert fresh.pool.group("mail").timeout == 7, "every HUP applies the same order"
+    assert notes == []
+
+
+def test_a_bad_environment_variable_is_named() -> None:
+    with pytest.raises(ConfigError) as error:
+        environment_layer({"PREFORK_WORKERS": "many"})
+    assert str(error.value) == "PREFORK_WORKERS='many': 'many' is not a whole number"
+    with pytest.raises(ConfigError) as error:
+        environment_layer({"PREFORK_WORKERS": "-2"})
+    assert str(error.value) == "PREFORK_WORKERS=-2: must be a whole number >= 0"
+    env = environment_layer({"PREFORK_WORKERS": "3", "PREFORK_MAX_WORKERS": "2"})
+    with pytest.raises(ConfigError) as error:
+        settings_from([given_layer({"job": perform}), env])
+    assert str(error.value) == "workers=3: exceeds max_workers (2) (from PREFORK_WORKERS)"
+
+
+@pytest.mark.usefixtures("pool_jobs")
+def test_a_hup_adds_and_removes_pools(tmp_path) -> None:
+    config = tmp_path / "pools.toml"
+    config.write_text(TWO_POOLS)
+    running = build_settings(config_file=str(config))
+    config.write_text('[pool.sms]\njob = "logging:getLogger"\nworkers = 4\n')
+    fresh, notes = reread(running, str(config))
+    assert fresh.pool.group_names == ("sms",) and fresh.pool.workers_of("sms") == 4
+    assert notes == []
+
+
+def test_a_hup_imports_a_named_job_afresh_unless_preloaded(tmp_path, monkeypatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = tmp_path / "hup_deploys_code.py"
+    module.write_text("def perform():\n    return 1\n")
+    config = tmp_path / "prefork.toml"
+    config.write_text('job = "hup_deploys_code:perform"\n')
+    running = build_settings(config_file=str(config))
+    assert running.group("default").job.target() == 1
+    module.write_text("def perform():\n    return 22\n")  # another size: no stale bytecode
+    fresh, _ = reread(running, str(config))
+    assert fresh.group("default").job.target() == 22, "new code, for the new workers"
+    preloaded = build_settings(config_file=str(config), preload=True)
+    module.write_text("def perform():\n    return 333\n")
+    kept, notes = reread(preloaded, str(config))
+    assert kept.group("default").job is preloaded.group("default").job
+    assert notes == ["preload is on: the jobs' code is not reloaded (restart the master to "
+                     "run new code)"]
+    module.write_text("def perform(:\n")
+    with pytest.raises(ConfigError, match=r"^job='hup_deploys_code:perform': importing "
+                                          r"hup_deploys_code raised SyntaxError"):
+        reread(fresh, str(config))
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [("logging:getLogger('a.b')", "a.b"), ("logging:getLogger(name='c')", "c")],
+)
+def test_a_job_can_be_called_with_literal_arguments(ref, expected) -> None:
+    assert import_job(ref).name == expected
+
+
+@pytest.mark.parametrize("ref", ["logging:getLogger(open('x'))", "logging:getLogger(**{})",
+                                 "logging:getLogger(1, 2, 3"])
+def test_a_call_with_more_than_literals_is_refused(ref) -> None:
+    with pytest.raises(ConfigError, match=r"must be Python literals|must be MODULE:ATTR"):
+        import_job(ref)

@@ -41,9 +41,9 @@ def test_a_job_can_be_named_by_module_and_attribute() -> None:
 
 def test_each_group_gets_its_own_runtime_options() -> None:
     settings = build_settings(
-        perform, name="mail", groups={"a": {"workers": 1, "strategy": "forking",
-                                            "max_performs": 5, "timeout": 3},
-                                      "b": 2},
+        perform, name="mail", pools={"a": prefork.Pool(workers=1, strategy="forking",
+                                                       max_performs=5, timeout=3),
+                                     "b": prefork.Pool(workers=2)},
     )
     a, b = runtime_options(settings, "a"), runtime_options(settings, "b")
     assert (a.strategy, a.max_performs, a.stamp_performs) == ("forking", 5, True)
@@ -98,10 +98,10 @@ def test_when_ready_is_handed_a_snapshot_not_the_master() -> None:
 
 
 def test_the_workers_get_their_groups_timeouts_and_back_off() -> None:
-    settings = build_settings(perform, graceful_term=True, groups={
-        "a": {"graceful_timeout": 7, "soft_timeout": 2.5, "restart_backoff": 0.3,
-              "restart_backoff_max": 9},
-        "b": {"workers": 1},
+    settings = build_settings(perform, graceful_term=True, pools={
+        "a": prefork.Pool(graceful_timeout=7, soft_timeout=2.5, restart_backoff=0.3,
+                          restart_backoff_max=9),
+        "b": prefork.Pool(),
     })
     a, b = runtime_options(settings, "a"), runtime_options(settings, "b")
     assert (a.graceful_timeout, a.soft_timeout, a.graceful_term) == (7, 2.5, True)
