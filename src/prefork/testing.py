@@ -95,7 +95,8 @@ worker could make, written down so that tests can rely on it):
 * **Effects** other than ``Spawn``, ``Kill`` and ``ReadConfig`` are recorded: ``WakeAt``
   in ``wake_at``, ``Log`` in ``logs``, ``SetTitle`` in ``title``, ``ReopenLogs`` in
   ``log_reopens``, ``RunHook`` in ``hooks`` (name and arguments, in order), ``Reply`` in
-  ``replies``, ``Exit`` in ``exit_code``. Nothing is fed back for them: ``tick()`` feeds
+  ``replies``, ``Notify`` in ``notices`` (the messages, in order), ``Exit`` in
+  ``exit_code``. Nothing is fed back for them: ``tick()`` feeds
   ``Tick(now)`` when the test says so, and ``run_until(t)`` ticks at every requested
   wake-up up to ``t``.
 * **The trace**: every fed event becomes a ``Step`` in ``trace`` (with the effects the
@@ -126,6 +127,7 @@ from prefork.core.effects import (
     Exit,
     Kill,
     Log,
+    Notify,
     ReadConfig,
     ReopenLogs,
     Reply,
@@ -325,6 +327,7 @@ class SimOS:
         self.logs: list[Log] = []
         self.title: str | None = None
         self.log_reopens = 0
+        self.notices: list[str] = []
         self.exit_code: int | None = None
         self.misdirected: list[tuple[float, Kill]] = []
         self.hooks: list[tuple[str, tuple[object, ...]]] = []
@@ -465,6 +468,8 @@ class SimOS:
             self.title = effect.text
         elif isinstance(effect, ReopenLogs):
             self.log_reopens += 1
+        elif isinstance(effect, Notify):
+            self.notices.append(effect.message)
         elif isinstance(effect, Exit):
             self.exit_code = effect.code
         else:  # pragma: no cover - a new effect type the sim does not know yet

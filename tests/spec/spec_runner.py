@@ -33,7 +33,6 @@ from prefork.core import (
     Event,
     Forked,
     ForkFailed,
-    Log,
     Observed,
     PoolConfig,
     ReadConfig,
@@ -64,7 +63,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
 CONFIG_EVENTS = (Reload, ConfigLoaded)  # events whose one argument is a config
 LOG_LEVELS = ("debug", "info", "warning", "error")
 EFFECT_NAMES = ("Spawn", "Kill", "Log", "ReopenLogs", "SetTitle", "WakeAt", "Exit", "RunHook",
-                "ReadConfig", "Reply")
+                "ReadConfig", "Reply", "Notify")
 CALL = re.compile(r"^(\w+)\s*(?:\((.*)\))?$")
 AT = re.compile(r"^(.*?)\s+at\s+t=(\S+)$")
 WORKER_REF = re.compile(r"^worker\s+(\d+)$")
@@ -172,7 +171,7 @@ class EffectPattern:
         if any(getattr(effect, name) != value for name, value in self.fields):
             return False
         if self.contains is not None:
-            text = effect.message if isinstance(effect, Log) else getattr(effect, "text", "")
+            text = getattr(effect, "message", None) or getattr(effect, "text", "")
             return self.contains in text
         return True
 
@@ -223,7 +222,9 @@ def parse_pattern(text: str, refs: Refs) -> EffectPattern:
             fields.append(("level", args[0]))
         if len(args) == 2:
             contains = str(parse_value(args[1]))
-    elif kind == "SetTitle":
+    elif kind in ("SetTitle", "Notify"):
+        if len(args) > 1:
+            raise ValueError(f'{kind}("text")')
         if args:
             contains = str(parse_value(args[0]))
     elif kind in ("WakeAt", "Exit", "ReadConfig", "Reply"):

@@ -24,7 +24,7 @@ STAYS = "="
 EACH_WORKER = re.compile(r"^each worker:\s*(\w+)$")
 PLAIN_EFFECT = re.compile(r"^(Log\((debug|info|warning|error)\)|Kill\(([A-Z]+|signo)\)|"
                           r"RunHook\(\w+\)|SetTitle|ReopenLogs|Exit|Spawn|WakeAt|"
-                          r"ReadConfig|Reply)$")
+                          r"ReadConfig|Reply|Notify)$")
 MOVED = " if moved"
 
 

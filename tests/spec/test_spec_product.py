@@ -37,6 +37,7 @@ from prefork.core import (
     Kill,
     Log,
     MasterState,
+    Notify,
     Observed,
     PoolConfig,
     ReadConfig,
@@ -237,7 +238,8 @@ def normalise(effect: Effect, own_pid: int | None) -> str:
     if isinstance(effect, RunHook):
         return f"RunHook({effect.name})"
     names = {SetTitle: "SetTitle", ReopenLogs: "ReopenLogs", Exit: "Exit", Spawn: "Spawn",
-             WakeAt: "WakeAt", ReadConfig: "ReadConfig", Reply: "Reply"}
+             WakeAt: "WakeAt", ReadConfig: "ReadConfig", Reply: "Reply",
+             Notify: "Notify"}
     return names.get(type(effect), repr(effect))
 
 

@@ -91,6 +91,19 @@ class Reply(Effect):
 
 
 @dataclass(frozen=True)
+class Notify(Effect):
+    """Tell the service manager (systemd's ``sd_notify`` protocol) ``message``: one or more
+    ``KEY=VALUE`` lines (``READY=1``, ``RELOADING=1``, ``STOPPING=1``, ``STATUS=...``).
+
+    The first ``READY=1`` is also the master's word that it is ready (its first workers
+    forked): the adapter writes the pid file and releases a daemon's launcher then. With
+    no service manager listening, the adapter says nothing more.
+    """
+
+    message: str
+
+
+@dataclass(frozen=True)
 class Exit(Effect):
     """Every worker is reaped: exit the master with ``code``."""
 

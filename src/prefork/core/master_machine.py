@@ -30,6 +30,11 @@ HUP with a ``config_file`` first asks the adapter to read it (``ReadConfig``); t
 answer comes before any other event, as ``ConfigLoaded`` (take it and replace every
 worker) or ``ConfigRejected`` (say why, keep the running config, and replace every
 worker all the same, as a HUP without a file does).
+
+The service manager (systemd) is told of the states it has words for (``NOTICES``:
+ready once booted, reloading and ready again, stopping), and of the pool's
+counts (``status_line``) whenever they change: ``Notify`` effects, which the adapter
+sends when a service manager listens and drops otherwise.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from transitions import Machine
 
 from prefork.core.context import MachineContext
 from prefork.core.core_options import MASTER_OPTIONS
-from prefork.core.effects import Exit, Log, ReadConfig, ReopenLogs, Reply, RunHook
+from prefork.core.effects import Exit, Log, Notify, ReadConfig, ReopenLogs, Reply, RunHook
 from prefork.core.restarts import RestartPolicy
 from prefork.core.roster import Roster
 from prefork.core.settings import PoolConfig
@@ -173,6 +178,32 @@ SIGNAL_TRIGGERS: dict[Sig, str] = {
                 Sig.USR1, Sig.USR2, Sig.CONT, Sig.CHLD)
 }
 _UNRELOADABLE = tuple(option.name for option in MASTER_OPTIONS if not option.reloadable)
+
+# What the service manager is told when the master enters a state (systemd's words, from
+# sd_notify(3)): ready once up (booted, with the first workers forked by then; a reload
+# over, or cut short by WINCH), reloading when a reload begins, stopping when the master
+# begins to leave (again when a quick stop overtakes a graceful one: systemd does not
+# mind). Only the state entered counts, so that each row of the table says it plainly.
+NOTICES: dict[MasterState, str] = {
+    M.RUNNING: "READY=1",
+    M.PAUSED: "READY=1",
+    M.RELOADING: "RELOADING=1",
+    M.DRAINING: "STOPPING=1",
+    M.TERMINATING: "STOPPING=1",
+}
+
+
+def notice(state: MasterState, now: float) -> Notify | None:
+    """The ``Notify`` for the master entering ``state`` (``None``: the service manager is
+    not told). ``RELOADING=1`` carries the time the reload began in ``CLOCK_MONOTONIC``
+    microseconds, as ``Type=notify-reload`` requires: the core's clock is the adapter's
+    monotonic clock."""
+    message = NOTICES.get(state)
+    if message is None:
+        return None
+    if state is M.RELOADING:
+        message += f"\nMONOTONIC_USEC={int(now * 1_000_000)}"
+    return Notify(message)
 
 
 class MasterModel:
@@ -339,6 +370,22 @@ class MasterModel:
         for group, slot in due:
             self.roster.enlist(self.config.group(group), slot)
         return bool(due)
+
+    def status_line(self) -> str | None:
+        """The pool in a line, for the service manager's ``STATUS=``: the state and the
+        live workers against the targets (each group's too when there are several), or
+        how many workers are left while leaving. ``None`` before boot and once stopped."""
+        if self.state in (M.BOOTING, M.STOPPED):
+            return None
+        if self.state in LEAVING:
+            return f"{self.state}: {len(self.roster)} workers left"
+        targets = self.roster.targets
+        counts = {group: len(self.roster.active(group)) for group in targets}
+        line = f"{self.state}: {sum(counts.values())}/{sum(targets.values())} workers"
+        if len(targets) > 1:
+            line += " (" + ", ".join(f"{group} {counts[group]}/{target}"
+                                     for group, target in targets.items()) + ")"
+        return line
 
     def snapshot(self) -> Snapshot:
         return take_snapshot(self.state, self.roster.targets, self.roster.workers,

@@ -38,7 +38,7 @@ from transitions import MachineError
 
 from prefork.core import events as ev
 from prefork.core.context import MachineContext
-from prefork.core.effects import Effect, Log, SetTitle, WakeAt
+from prefork.core.effects import Effect, Log, Notify, SetTitle, WakeAt
 from prefork.core.errors import CoreError
 from prefork.core.master_machine import (
     REVIEWS,
@@ -47,6 +47,7 @@ from prefork.core.master_machine import (
     UP,
     MasterModel,
     MasterState,
+    notice,
 )
 from prefork.core.restarts import FAILURES, RestartPolicy
 from prefork.core.roster import Roster
@@ -83,6 +84,7 @@ class Supervisor:
         self.roster = Roster(config, self.context, self.restarts.respawn_at)
         self.master = MasterModel(config, self.context, self.roster, self.restarts)
         self._wake_at: float | None = None
+        self._status: str | None = None  # the last status line told
 
     # the sans-IO entry point ------------------------------------------------------------
 
@@ -92,6 +94,7 @@ class Supervisor:
         self._check_answers(event)
         self._dispatch(event)
         self.settle()
+        self._tell_status()
         self._ask_for_wake_up()
         return self.context.take()
 
@@ -170,6 +173,9 @@ class Supervisor:
                 Log("info", f"master {before} -> {model.state} ({trigger})"),
                 SetTitle(f"{self.config.name} master: {model.state}"),
             ])
+            told = notice(model.state, self.now)
+            if told is not None:  # after the row's effects: READY=1 follows boot's Spawns
+                self.context.emit(told)
 
     # dispatch -------------------------------------------------------------------------
 
@@ -305,6 +311,13 @@ class Supervisor:
             return False
         self.fire(worker, "stop_requested")
         return True
+
+    def _tell_status(self) -> None:
+        """``Notify(STATUS=...)`` whenever the pool's status line changes."""
+        line = self.master.status_line()
+        if line is not None and line != self._status:
+            self._status = line
+            self.context.emit(Notify(f"STATUS={line}"))
 
     def _ask_for_wake_up(self) -> None:
         when = self.next_deadline()

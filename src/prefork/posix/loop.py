@@ -71,6 +71,7 @@ from prefork.core.effects import (
     Exit,
     Kill,
     Log,
+    Notify,
     ReadConfig,
     ReopenLogs,
     Reply,
@@ -175,8 +176,12 @@ class PosixLoop:
         hooks: Mapping[str, Callable[..., Any]] | None = None,
         read_config: Callable[[str], PoolConfig] | None = None,
         use_pidfd: bool | None = None,
+        service: Any = None,
     ) -> None:
         self.supervisor = supervisor
+        # the master as a service (posix.service.Service): Notify goes there, and the
+        # watchdog's pings are due at its wake_at
+        self.service = service
         self.worker_main = worker_main
         self.logger = logger
         self.handle_signals = handle_signals
@@ -246,6 +251,8 @@ class PosixLoop:
         timeout = self._poll_timeout_ms(time.monotonic()) if block else 0
         ready = {fd for fd, _ in self.poller.poll(timeout)}
         now = time.monotonic()
+        if self.service is not None:  # the loop turns: the watchdog may hear so
+            self.service.keepalive(now)
         self._pending.extend(self._collect(ready, now))
         self._process()
 
@@ -323,6 +330,8 @@ class PosixLoop:
 
     def _poll_timeout_ms(self, now: float) -> int | None:
         times = [t for t in (self.wake_at, self._next_scan) if t is not None]
+        if self.service is not None and self.service.wake_at is not None:
+            times.append(self.service.wake_at)
         if self.workers and not self.children.use_pidfd and self.signals is None:
             times.append(now + _FALLBACK_POLL)
         if not times:
@@ -370,6 +379,9 @@ class PosixLoop:
             self._answers.append(self._read_config(effect.path))
         elif isinstance(effect, Reply):
             self._reply(effect)
+        elif isinstance(effect, Notify):
+            if self.service is not None:
+                self.service.notify(effect.message, time.monotonic())
         elif isinstance(effect, Exit):
             self.exit_code = effect.code
         else:  # a new kind of effect the adapter does not know: stop loudly
