@@ -3,9 +3,13 @@
 ``prefork run MODULE:ATTR [--workers N] ...`` (or ``prefork run --config FILE``) runs a
 pool until it is stopped: a Job class is instantiated, an instance or a function is
 used as is. Every option of ``prefork.Master`` that has a text form is a
-``--kebab-case`` flag, made from the option registry (``prefork.options``); flags win
-over the config file, at start and after every HUP. The log goes to stderr (or
-``--log-file``), one line per transition.
+``--kebab-case`` flag, made from the option registry (``prefork.options``); a true or
+false option is a switch (``--graceful-term`` / ``--no-graceful-term``). Where a value
+comes from, highest first: the flags, ``PREFORK_CMD_ARGS`` (more flags, as gunicorn's
+``GUNICORN_CMD_ARGS``), one ``PREFORK_NAME`` variable per option, the config file, the
+defaults; the same order at start and after every HUP. ``--check-config`` prints the
+settings of every pool with where each value came from, and exits. The log goes to
+stderr (or ``--log-file``), one line per transition.
 
 Exit status: 0 after a clean stop, 2 on bad usage or a bad option or job (one clear line
 on stderr, no traceback), 1 otherwise (the master gave up on a crash loop, or crashed).
@@ -16,14 +20,28 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import os
+import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
 from prefork import __version__
-from prefork.core.core_options import Option, Seconds
+from prefork.core.core_options import Flag, Option, Seconds
 from prefork.core.errors import ConfigError
-from prefork.options import LOGGER_NAME, OPTIONS, describe_default, from_text
+from prefork.options import (
+    LOGGER_NAME,
+    OPTIONS,
+    Layer,
+    PythonOnly,
+    Settings,
+    describe_default,
+    environment_layer,
+    from_text,
+    given_layer,
+    pool_key,
+    settings_from,
+)
 
 PROG = "prefork"
 EXIT_OK = 0
@@ -84,6 +102,10 @@ def _add_option_flags(run: argparse.ArgumentParser) -> None:
         parse, metavar = _flag_type(option), _METAVARS.get(option.name, option.kind.metavar)
         names = [*_FLAG_ALIASES.get(option.name, ()), option.flag]
         text = _flag_help(option) + (f" (also {option.short})" if option.short else "")
+        if isinstance(option.kind, Flag):  # a switch: --graceful-term / --no-graceful-term
+            run.add_argument(*names, dest=option.name, action=argparse.BooleanOptionalAction,
+                             default=None, help=text)
+            continue
         run.add_argument(*names, dest=option.name, type=parse, metavar=metavar,
                          default=None, help=text)
         if option.short:
@@ -95,6 +117,10 @@ def _add_option_flags(run: argparse.ArgumentParser) -> None:
 FLAG_OPTIONS = tuple(option for option in OPTIONS if from_text(option) and option.name != "job")
 _FLAG_ALIASES = {"config_file": ("-c", "--config")}
 _METAVARS = {"config_file": "FILE", "name": "NAME"}
+BY_NAME = {option.name: option for option in OPTIONS}
+BY_FLAG_NAME = {option.name: option.flag for option in FLAG_OPTIONS}
+CMD_ARGS_VARIABLE = "PREFORK_CMD_ARGS"
+_SWITCHES = frozenset(option.flag for option in FLAG_OPTIONS if isinstance(option.kind, Flag))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_option_flags(run)
     run.add_argument("--log-level", choices=LOG_LEVELS, default=None,
                      help="the least severe level logged (default info)")
+    run.add_argument("--check-config", action="store_true",
+                     help="load and check the settings, print them for every pool with "
+                          "where each value came from, and exit (0, or 2 if they are bad)")
+    run.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     return parser
 
 
@@ -136,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        args, extra = parser.parse_known_args(args_list)
+        args, extra = parser.parse_known_args(fold_switch_values(args_list))
         if extra and args.command == "run":
             raise _UsageError(f"{PROG} run: error: unrecognized arguments: {' '.join(extra)} "
                               f"(see '{PROG} run --help')")
@@ -158,19 +188,30 @@ def _usage(message: str) -> int:
     return EXIT_USAGE
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """``prefork run``: build the master, run it, return its exit status."""
     from prefork.api import Master  # not at import time: --version stays fast
 
-    given = {option.name: getattr(args, option.name) for option in FLAG_OPTIONS
-             if getattr(args, option.name) is not None}
-    if not args.job and "config_file" not in given:
+    environ = os.environ if environ is None else environ
+    try:
+        layers = [_flags_layer(args), *_environment_layers(environ)]
+    except ConfigError as error:
+        return _usage(str(error))
+    except _UsageError as error:
+        print(error, file=sys.stderr)
+        return EXIT_USAGE
+    if not any("job" in layer.shared or "config_file" in layer.shared for layer in layers):
         return _usage("run: give the job as MODULE:ATTR (or job = ... in --config FILE)")
     try:
         logger = _configure_logging((args.log_level or "info").upper())
-        master = Master(args.job, logger=logger, **given)
+        layers[0] = layers[0]._replace(shared={**layers[0].shared, "logger": logger})
+        settings = settings_from(layers)
     except ConfigError as error:
         return _usage(str(error))
+    if args.check_config:
+        print(describe_settings(settings))
+        return EXIT_OK
+    master = Master._from_settings(settings)
     try:
         code = master.run()
     except ConfigError as error:  # found only when starting (a pid file in use...)
@@ -182,6 +223,103 @@ def run(args: argparse.Namespace) -> int:
     # (bench/: TERM to exit at 4 workers, 25 ms -> 10 ms).
     gc.freeze()
     return code
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    given = {option.name: getattr(args, option.name) for option in FLAG_OPTIONS
+             if getattr(args, option.name) is not None}
+    if args.job:
+        given["job"] = args.job
+    return given
+
+
+def _flags_layer(args: argparse.Namespace) -> Layer:
+    given = _given(args)
+    where = {name: "the MODULE:ATTR argument" if name == "job" else BY_FLAG_NAME[name]
+             for name in given}
+    return given_layer(given, "flag", where)
+
+
+def _environment_layers(environ: Mapping[str, str]) -> list[Layer]:
+    """``PREFORK_CMD_ARGS`` (flags), then the ``PREFORK_NAME`` variables, highest first."""
+    layers = []
+    text = environ.get(CMD_ARGS_VARIABLE, "").strip()
+    if text:
+        try:
+            words = shlex.split(text)
+        except ValueError as error:
+            raise _UsageError(f"{PROG}: {CMD_ARGS_VARIABLE}={text!r}: {error}") from None
+        if "--check-config" in words or "--version" in words or "-h" in words \
+                or "--help" in words:
+            raise _UsageError(f"{PROG}: {CMD_ARGS_VARIABLE}={text!r}: holds options only")
+        run = _run_parser()
+        try:
+            args = run.parse_args(fold_switch_values(words))
+        except _UsageError as error:
+            raise _UsageError(f"{error} (in {CMD_ARGS_VARIABLE})") from None
+        given = _given(args)
+        where = {name: f"{CMD_ARGS_VARIABLE} {BY_FLAG_NAME.get(name, 'MODULE:ATTR')}"
+                 for name in given}
+        layers.append(given_layer(given, CMD_ARGS_VARIABLE, where))
+    layers.append(environment_layer(environ))
+    return layers
+
+
+_WORDS = {"true": True, "yes": True, "on": True, "1": True,
+          "false": False, "no": False, "off": False, "0": False}
+
+
+def fold_switch_values(words: Sequence[str]) -> list[str]:
+    """``--graceful-term true`` (what the flag took before it was a switch) as the switch
+    it means, ``--graceful-term`` or ``--no-graceful-term``; any other word after a switch
+    is left alone (``--graceful-term myapp:Job`` keeps its job)."""
+    folded: list[str] = []
+    rest = list(words)
+    while rest:
+        word = rest.pop(0)
+        if word in _SWITCHES and rest and rest[0].lower() in _WORDS:
+            value = _WORDS[rest.pop(0).lower()]
+            word = word if value else "--no-" + word[2:]
+        folded.append(word)
+    return folded
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    parser = build_parser()
+    commands = next(action for action in parser._actions
+                    if isinstance(action, argparse._SubParsersAction))
+    return commands.choices["run"]
+
+
+def describe_settings(settings: Settings) -> str:
+    """What ``--check-config`` prints: the master's settings, then each pool's, one line
+    per option with its value and where it came from."""
+    rows: dict[str | None, list[tuple[str, str, str]]] = {}
+    for pool, name, value, origin in settings.effective():
+        option = BY_NAME[name]
+        if isinstance(option.kind, PythonOnly):
+            continue
+        rows.setdefault(pool, []).append((name, _shown(value), origin))
+    width = max(len(name) for lines in rows.values() for name, _, _ in lines)
+    value_width = max(len(value) for lines in rows.values() for _, value, _ in lines)
+    out = []
+    for pool, lines in rows.items():
+        out.append("master" if pool is None else f"pool {pool_key(pool)}")
+        out.extend(f"  {name:<{width}} = {value:<{value_width}}  ({origin})"
+                   for name, value, origin in lines)
+    return "\n".join(out)
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "off"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, int | float):
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    return repr(value)
 
 
 def _configure_logging(level: str) -> logging.Logger:

@@ -266,10 +266,13 @@ class Running:
         return [line for line in path.read_text().splitlines() if line]
 
 
-def run_command(tmp_path: Path, *args: str, timeout: float = 20) -> subprocess.CompletedProcess:
-    """Run ``python -m prefork ARGS`` to completion (no tty), capturing its output."""
+def run_command(tmp_path: Path, *args: str, timeout: float = 20,
+                env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m prefork ARGS`` to completion (no tty), capturing its output;
+    ``env`` adds to the environment."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "prefork", *args], cwd=str(ROOT), env=command_env(tmp_path),
+        [sys.executable, "-m", "prefork", *args], cwd=str(ROOT),
+        env=command_env(tmp_path, **(env or {})),
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     STARTED.add(process.pid)
