@@ -20,9 +20,10 @@ from prefork.core.errors import ConfigError, CoreError
 from prefork.core.settings import GroupConfig, PoolConfig
 from prefork.core.signals import Sig
 from prefork.interrupts import PerformTimeout, Shutdown
-from prefork.job import Job, WorkerContext
+from prefork.job import IDLE, Job, WorkerContext
 
 __all__ = [
+    "IDLE",
     "ConfigError",
     "CoreError",
     "GroupConfig",

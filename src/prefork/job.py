@@ -12,6 +12,10 @@ so preforker's ``while master.wants_me_alive?`` loop becomes::
 During setup, perform and teardown, ``job.worker`` is that context: ``slot``, ``group``,
 ``pid``, ``stopping`` (poll it in long loops) and ``heartbeat()`` (call it in long
 performs, so that ``timeout`` does not fire).
+
+A perform that found no work returns ``IDLE`` (``prefork.IDLE``): it counts neither
+toward ``max_performs`` nor as busy time, and the worker's scoreboard slot says ``idle``
+until a perform does some work again.
 """
 
 from __future__ import annotations
@@ -23,6 +27,38 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from prefork.core.errors import ConfigError
+
+
+class _Idle:
+    """The type of ``IDLE``: one instance, compared by identity."""
+
+    __slots__ = ()
+    _instance: _Idle | None = None
+
+    def __new__(cls) -> _Idle:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "prefork.IDLE"
+
+    def __reduce__(self) -> str:
+        return "IDLE"  # pickled and unpickled, it stays the one IDLE
+
+    def __bool__(self) -> bool:
+        return False
+
+
+IDLE = _Idle()
+"""What a perform returns when it found no work (an empty queue poll).
+
+Such a perform is not counted toward ``max_performs`` and is not busy time: the worker
+writes ``idle`` into its scoreboard slot after it, and keeps it there through the empty
+performs that follow, until one returns anything else. A perform that then finds work
+should call ``self.worker.heartbeat()`` as it starts it: that marks the slot busy again
+(and starts the ``timeout``), so the master sees the truth while the work runs.
+"""
 
 
 class Flags:
@@ -54,7 +90,8 @@ class WorkerContext:
     whose own pid is ``os.getpid()``.
     """
 
-    __slots__ = ("_clock", "_flags", "_heartbeat", "group", "pid", "slot")
+    __slots__ = ("_busy", "_clock", "_flags", "_heartbeat", "_state", "group", "idling", "pid",
+                 "slot")
 
     def __init__(
         self,
@@ -63,12 +100,18 @@ class WorkerContext:
         pid: int,
         flags: Flags | None = None,
         heartbeat_view: _HeartbeatView | None = None,
+        state_view: _HeartbeatView | None = None,
+        busy: int = 0,
     ) -> None:
         self.slot = slot
         self.group = group
         self.pid = pid
         self._flags = flags if flags is not None else Flags()
         self._heartbeat = heartbeat_view
+        self._state = state_view  # the slot's state, and the value that says "performing"
+        self._busy = busy
+        # set by the perform loop while performs return IDLE (the slot says idle)
+        self.idling = False
         self._clock = time.monotonic
 
     def __repr__(self) -> str:
@@ -84,12 +127,19 @@ class WorkerContext:
         return self._flags.stop
 
     def heartbeat(self) -> None:
-        """Say "still alive": the perform ``timeout`` counts from the latest heartbeat.
+        """Say "still alive, and busy": the perform ``timeout`` counts from the latest
+        heartbeat, and a slot left ``idle`` by performs that returned ``IDLE`` says
+        ``performing`` again.
 
-        One store into shared memory; call it as often as you like.
+        One store into shared memory (two after an idle stretch); call it as often as
+        you like.
         """
         if self._heartbeat is not None:
             self._heartbeat[0] = self._clock()
+        if self.idling:
+            self.idling = False
+            if self._state is not None:
+                self._state[0] = self._busy
 
 
 class Job:
@@ -114,11 +164,23 @@ class Job:
 
 
 class BoundJob(NamedTuple):
-    """A job's three calls, ready to run in a worker (no argument each)."""
+    """A job's calls, ready to run in a worker.
+
+    ``take`` and ``settle`` are optional (None when the job has none) and used by the
+    ``forking`` strategy only: ``take()`` runs in the worker before each perform child is
+    forked, to take the unit of work the child will perform (the job keeps it on itself,
+    and the child inherits it); when it returns ``IDLE`` no child is forked. After the
+    child is reaped, ``settle(status)`` runs in the worker with the child's wait status
+    (0: it succeeded), so that the worker can account for work the child took with it
+    (RQ's work-horse model: the job is taken and accounted for by the worker, and run in
+    the child).
+    """
 
     setup: Callable[[], object]
     perform: Callable[[], object]
     teardown: Callable[[], object]
+    take: Callable[[], object] | None = None
+    settle: Callable[[int], object] | None = None
 
 
 def _nothing() -> None:
@@ -170,6 +232,8 @@ class JobSpec(NamedTuple):
             getattr(job, "setup", None) or _nothing,
             job.perform,
             getattr(job, "teardown", None) or _nothing,
+            getattr(job, "take", None),
+            getattr(job, "settle", None),
         )
 
 
@@ -188,7 +252,7 @@ def job_spec(job: object) -> JobSpec:
     if perform is not None:
         if not callable(perform):
             raise ConfigError("job", job, "has a perform attribute that is not callable")
-        for name in ("setup", "teardown"):
+        for name in ("setup", "teardown", "take", "settle"):
             method = getattr(job, name, None)
             if method is not None and not callable(method):
                 raise ConfigError("job", job, f"has a {name} attribute that is not callable")

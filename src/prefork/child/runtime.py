@@ -193,10 +193,12 @@ class Runtime:
             self.label, spec.master_pid, options.strategy == "forking",
             BackoffSettings(options.restart_backoff, options.restart_backoff_max))
         self.exit_code = EXIT_FAILED  # until the machine says otherwise
+        self.bound: BoundJob | None = None  # the job's calls, once bound to the context
         self.child: int | None = None  # the perform's process (forking strategy)
         self.child_pidfd: int | None = None  # and its pidfd, while the worker waits on it
         self.context = WorkerContext(
-            spec.slot, spec.group, self.pid, self.flags, self.slot.heartbeat
+            spec.slot, spec.group, self.pid, self.flags, self.slot.heartbeat,
+            self.slot.state, PERFORMING,
         )
         self.wake_r = self.wake_w = -1
         self._lifeline: int | None = spec.lifeline_fd
@@ -211,7 +213,7 @@ class Runtime:
         self._install_handlers()
         self._watch_master()
         process.set_title(f"{self.options.name} worker {self.spec.group}.{self.spec.slot}")
-        job = self.options.job.bind(self.context)
+        job = self.bound = self.options.job.bind(self.context)
         try:
             return self.live(job)
         finally:

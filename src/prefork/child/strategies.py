@@ -15,6 +15,13 @@ the ``soft_timeout`` timer is armed and cleared, two system calls, only when tha
 set); an exception ends the batch, the loop and the worker (``perform_failed``), and a
 ``Shutdown`` the worker, with status 0 (``shut_down``).
 
+A perform that returns ``prefork.IDLE`` found no work: it is not counted (neither in
+the slot's count nor toward ``max_performs``) and the slot says ``idle`` until a perform
+does some work. The simple loop pays one identity comparison per perform for it; the
+forking loop learns it from the child's exit status (``EXIT_IDLE``, decoded only when the
+status is not 0, as failures are), or from the job's ``take()``, which runs in the worker
+before each fork, so that no child is forked when there is nothing to take.
+
 ``forking`` runs each perform in a child of the worker: a crash or an exception there
 ends only that child, and is a failed perform: logged once, counted in the slot's
 ``failures`` and backed off (``perform_child_failed``, fired only on that path, and
@@ -39,6 +46,7 @@ from typing import TYPE_CHECKING
 
 from prefork.child.process_machine import EXIT_FAILED, EXIT_OK, EXIT_PERFORM_RAISED
 from prefork.interrupts import Shutdown
+from prefork.job import IDLE as NO_WORK
 from prefork.posix import process
 from prefork.posix.children import HAVE_PIDFD, exit_status
 from prefork.posix.scoreboard import IDLE, PERFORMING
@@ -48,6 +56,10 @@ if TYPE_CHECKING:
     from prefork.child.runtime import Runtime
 
 Perform = Callable[[], object]
+# a perform child whose perform returned prefork.IDLE exits with this status (reserved:
+# a perform child that calls sys.exit(79) is taken for one that found no work)
+EXIT_IDLE = 79
+_IDLE_STATUS = EXIT_IDLE << 8  # as waitpid reports it
 # the signals whose handlers pass them on to the perform child: blocked around fork()
 # until the worker has recorded the child, or one arriving in between would be lost
 PASSED_ON = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
@@ -68,6 +80,7 @@ def simple_loop(runtime: Runtime, perform: Perform) -> None:
     limit = runtime.options.max_performs
     stamp = runtime.options.stamp_performs
     soft = runtime.options.soft_timeout
+    no_work = NO_WORK
     done = 0
     while runtime.start_batch(done):
         budget = itertools.repeat(None) if limit is None else itertools.repeat(
@@ -78,20 +91,52 @@ def simple_loop(runtime: Runtime, perform: Perform) -> None:
         elif stamp:
             for _ in budget:
                 heartbeat[0] = clock()
-                perform()
+                if perform() is no_work and not idle_until_busy(runtime, perform):
+                    break
                 done += 1
                 count[0] = done
                 if flags.pending:
                     break
         else:
             for _ in budget:
-                perform()
+                if perform() is no_work and not idle_until_busy(runtime, perform):
+                    break
                 done += 1
                 count[0] = done
                 if flags.pending:
                     break
         state[0] = IDLE
         runtime.end_batch()
+
+
+def idle_until_busy(runtime: Runtime, perform: Perform) -> bool:
+    """A perform returned ``IDLE``: perform until one does some work (True) or a signal is
+    pending (False), with the slot saying ``idle`` meanwhile.
+
+    Off the hot path: the simple loop pays one identity comparison per perform, and
+    comes here only when a perform found no work. The budget of ``max_performs`` is not
+    spent by these performs: the loop counts only the one that does some work. That one
+    runs while the slot says idle, unless it calls ``worker.heartbeat()`` as it starts
+    its work (which marks the slot busy, ``context.idling``); the slot says
+    ``performing`` again once it returns.
+    """
+    flags = runtime.flags
+    state = runtime.slot.state
+    context = runtime.context
+    no_work = NO_WORK
+    state[0] = IDLE
+    context.idling = True
+    try:
+        while not flags.pending:
+            if perform() is not no_work:
+                state[0] = PERFORMING
+                return True
+            if not context.idling:  # it said busy (heartbeat), then found nothing after all
+                state[0] = IDLE
+                context.idling = True
+        return False
+    finally:
+        context.idling = False
 
 
 def _soft_timed_batch(runtime: Runtime, perform: Perform, budget: itertools.repeat[None],
@@ -105,14 +150,19 @@ def _soft_timed_batch(runtime: Runtime, perform: Perform, budget: itertools.repe
     stamp = runtime.options.stamp_performs
     set_timer = signal.setitimer
     real = signal.ITIMER_REAL
+
+    def timed() -> object:
+        set_timer(real, soft)
+        try:
+            return perform()
+        finally:
+            set_timer(real, 0)
+
     for _ in budget:
         if stamp:
             heartbeat[0] = clock()
-        set_timer(real, soft)
-        try:
-            perform()
-        finally:
-            set_timer(real, 0)
+        if timed() is NO_WORK and not idle_until_busy(runtime, timed):
+            break
         done += 1
         count[0] = done
         if flags.pending:
@@ -131,15 +181,18 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
     once (``_wait_for_child``), never in a bare ``waitpid``, where a signal arriving
     just before the call would wait for the child to end by itself. A child that
     failed is logged once, counted and backed off (``runtime.perform_child_failed``);
-    the first that succeeds after it ends the run (``perform_child_recovered``).
+    the first that succeeds after it ends the run (``perform_child_recovered``). A job
+    with ``take()`` and ``settle(status)`` (``BoundJob``) takes its unit of work in the
+    worker before each fork, and accounts for it after the child is reaped, as RQ's
+    worker does around its work horse.
 
     What a perform costs beyond a bare fork/_exit/waitpid is mostly pages: each fork
     write-protects every private page of the worker again, and the first write to
     one, by the worker or by the child, copies it (a Python object is written as
     soon as it is used: its reference count); and the child maps afresh the code of
     every library it enters. So everything either side needs is bound to locals
-    beforehand; the worker touches the same few objects each time (a ``range``
-    counts, as in the bare loop), decodes the exit status only when it is not 0,
+    beforehand; the worker touches the same few objects each time, decodes the
+    exit status only when it is not 0,
     and stamps the start only when ``timeout`` is set (nothing else reads it), as in
     the simple loop. The collector is frozen once for the whole loop, not around
     each fork: the children's collections never walk (and so never write to) what
@@ -160,8 +213,9 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
       perform running), then checks that the worker did not die before it asked;
     - unblocks the signals the worker blocked around the fork, and arms the
       ``soft_timeout`` timer if there is one;
-    - performs; a ``Shutdown`` (a quick stop) or ``sys.exit(0)`` ends it with status
-      0, any other exception is logged with its traceback and ends it with
+    - performs; a perform that returned ``prefork.IDLE`` ends it with ``EXIT_IDLE``
+      (not counted, not a failure), a ``Shutdown`` (a quick stop) or ``sys.exit(0)``
+      with status 0, any other exception is logged with its traceback and ends it with
       ``EXIT_PERFORM_RAISED``, which tells the worker it said so already;
     - flushes Python's buffers of stdout and stderr, which ``os._exit`` would drop,
       as ``process.flush_std_streams`` does (written out, for the reasons above).
@@ -174,8 +228,12 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
     fork = os.fork
     limit = runtime.options.max_performs
     stamp = runtime.options.stamp_performs
-    # an iterator, so that a batch goes on counting where the last one stopped
-    numbers = iter(itertools.count(1) if limit is None else range(1, limit + 1))
+    bound = getattr(runtime, "bound", None)
+    take = bound.take if bound is not None else None
+    settle = bound.settle if bound is not None else None
+    context = runtime.context
+    no_work = NO_WORK
+    idle_status = _IDLE_STATUS
     done = 0
     failing = False  # the last perform failed: the next success ends the run
     sigmask = raw_pthread_sigmask
@@ -190,12 +248,19 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
     set_timer = signal.setitimer
     real_timer = signal.ITIMER_REAL
     exit_now = os._exit
-    ok, failed, raised = EXIT_OK, EXIT_FAILED, EXIT_PERFORM_RAISED
+    ok, failed, raised, idle = EXIT_OK, EXIT_FAILED, EXIT_PERFORM_RAISED, EXIT_IDLE
     gc.freeze()
     try:
         while runtime.start_batch(done):
-            for done in numbers:
-                state[0] = PERFORMING
+            while limit is None or done < limit:
+                if take is not None and take() is no_work:
+                    # nothing to take: no child, not counted, and the slot says idle
+                    state[0] = IDLE
+                    if flags.pending:
+                        break
+                    continue
+                if not context.idling:  # after a child that found no work, it says so
+                    state[0] = PERFORMING
                 if stamp:
                     heartbeat[0] = clock()
                 mask = sigmask(block, passed_on)
@@ -213,8 +278,7 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
                         sigmask(setmask, mask)
                         if soft is not None:
                             set_timer(real_timer, soft)
-                        perform()
-                        code = ok
+                        code = idle if perform() is no_work else ok
                     except Shutdown:  # a quick stop: unwound, as asked
                         code = ok
                     except SystemExit as exit_:
@@ -234,14 +298,23 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
                             pass
                         exit_now(code)
                 status = wait_for_child(pid, mask)
-                count[0] = done
                 state[0] = IDLE
+                if settle is not None:
+                    settle(status)
                 if status:
+                    if status == idle_status:  # it found no work: not counted
+                        context.idling = True
+                        if flags.pending:
+                            break
+                        continue
                     runtime.perform_child_failed(pid, exit_status(status))
                     failing = True
                 elif failing:
                     runtime.perform_child_recovered()
                     failing = False
+                context.idling = False
+                done += 1
+                count[0] = done
                 if flags.pending:
                     break
             runtime.end_batch()
