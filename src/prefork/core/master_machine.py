@@ -363,8 +363,11 @@ class MasterModel:
 
     def fill_missing_slots(self) -> bool:
         """Running or reloading, and not past the restart intensity: spawn every vacant
-        slot whose back-off is over. Whether it spawned anything."""
-        if self.state not in SPAWNING_STATES or self.restarts.exhausted(self.context.now):
+        slot whose back-off is over. Whether it spawned anything. Not while a
+        ``ReadConfig`` awaits its answer, which the adapter gives before anything else
+        (so a Spawn asked for beside it could not be answered first)."""
+        if (self.state not in SPAWNING_STATES or self.awaiting_config is not None
+                or self.restarts.exhausted(self.context.now)):
             return False
         due = self.roster.due_vacancies(self.context.now)
         for group, slot in due:
