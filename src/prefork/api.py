@@ -41,9 +41,12 @@ from prefork.options import (
     build_settings,
     describe_default,
     reread,
+    umask_of,
 )
 from prefork.posix import process
 from prefork.posix.loop import Handoff, PosixLoop
+from prefork.posix.pidfile import PidFileInUse
+from prefork.posix.service import Service
 
 __all__ = ["Master", "Pool", "runtime_options"]
 
@@ -79,6 +82,7 @@ class Master:
         self._supervisor: Supervisor | None = None
         self._live: _LiveSettings | None = None
         self._loop: PosixLoop | None = None
+        self._service: Service | None = None
         self._mode: str | None = None  # "run" or "api", fixed by the first call
         self.exit_code: int | None = None
 
@@ -96,22 +100,27 @@ class Master:
         """
         if threading.current_thread() is not threading.main_thread():
             raise RuntimeError("Master.run() must be called from the main thread")
-        loop = self._loop_for("run")
         settings = self.settings
-        if settings.log_file:
-            try:
-                process.redirect_output(settings.log_file)
-            except OSError as error:
-                raise ConfigError("log_file", settings.log_file,
-                                  f"cannot be opened ({error.strerror})") from None
-        if settings.pidfile:
-            _claim_pidfile(settings.pidfile)
+        self._service = service = _service_of(settings, self.logger)
+        log_file = _absolute(settings.log_file)  # before chdir
+        loop = None
         try:
+            service.start()  # chdir, umask, daemonize, the pid file: posix/service.py
+            if log_file:
+                try:
+                    process.redirect_output(log_file)
+                except OSError as error:
+                    raise ConfigError("log_file", settings.log_file,
+                                      f"cannot be opened ({error.strerror})") from None
+            loop = self._loop_for("run")  # in the daemon: the workers watch its pid
             code = loop.run()
+        except BaseException as error:
+            service.failed(*_start_failure(error))  # a daemon's launcher prints this
+            raise
         finally:
-            if settings.pidfile:
-                process.remove_pidfile(settings.pidfile, os.getpid())
-            loop.close()
+            service.stop()
+            if loop is not None:
+                loop.close()
         self.exit_code = code
         return code
 
@@ -180,15 +189,17 @@ class Master:
         supervisor = Supervisor(pool)
         live = _LiveSettings(settings, self.logger)
         self._supervisor, self._live = supervisor, live
+        service = self._service if mode == "run" else None
         return PosixLoop(
             supervisor,
-            live.run_worker,
+            live.run_worker if service is None else service.worker_main(live.run_worker),
             self.logger,
             handle_signals=mode == "run",
             set_titles=mode == "run",
-            reopen_logs=_log_reopener(settings.log_file, self.logger),
+            reopen_logs=_log_reopener(_absolute(settings.log_file), self.logger),
             hooks=_master_hooks(settings, supervisor.snapshot),
             read_config=live.read_config,
+            service=service,
         )
 
 
@@ -266,11 +277,32 @@ def _log_reopener(log_file: str | None, logger: Any) -> Callable[[], None]:
     return reopen_logs
 
 
-def _claim_pidfile(path: str) -> None:
-    other = process.read_pidfile(path)
-    if other is not None and other != os.getpid():
-        raise ConfigError("pidfile", path, f"names pid {other}, which is still running")
-    process.write_pidfile(path, os.getpid())
+def _service_of(settings: Settings, logger: Any) -> Service:
+    """The master as a service (pid file, daemon, working directory, umask, the workers'
+    user and group, systemd), from the settings; nothing is done until ``start``."""
+    config_file = settings.config_file
+    if settings.chdir and config_file and not os.path.isabs(config_file):
+        raise ConfigError("config_file", config_file, "must be an absolute path when chdir "
+                                                      "is set (HUP reads it again from there)")
+    # (``settings.group(name)`` is a pool's settings: the option is read by its key)
+    return Service(logger, pidfile=settings.pidfile, daemonize=settings.daemonize,
+                   chdir=settings.chdir, umask=umask_of(settings.umask),
+                   user=settings.user, group=settings.values[None, "group"])
+
+
+def _start_failure(error: BaseException) -> tuple[int, str]:
+    """The exit status and the line a daemon's launcher gives for ``error``: as the
+    command would in the foreground (2 for a bad option, 1 otherwise)."""
+    if isinstance(error, ConfigError):
+        return 2, f"prefork: {error}"
+    if isinstance(error, PidFileInUse):
+        return 1, f"prefork: {error}"
+    return 1, f"prefork: the master failed: {type(error).__name__}: {error}"
+
+
+def _absolute(path: str | None) -> str | None:
+    """``path`` from where the master was started, whatever ``chdir`` does later."""
+    return None if path is None else os.path.abspath(path)
 
 
 def _quiet_transitions() -> None:

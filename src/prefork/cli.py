@@ -115,7 +115,7 @@ def _add_option_flags(run: argparse.ArgumentParser) -> None:
 
 # every option of prefork.Master that has a text form, but the job (an argument)
 FLAG_OPTIONS = tuple(option for option in OPTIONS if from_text(option) and option.name != "job")
-_FLAG_ALIASES = {"config_file": ("-c", "--config")}
+_FLAG_ALIASES = {"config_file": ("-c", "--config"), "daemonize": ("-D", "--daemon")}
 _METAVARS = {"config_file": "FILE", "name": "NAME"}
 BY_NAME = {option.name: option for option in OPTIONS}
 BY_FLAG_NAME = {option.name: option.flag for option in FLAG_OPTIONS}
@@ -190,7 +190,7 @@ def _usage(message: str) -> int:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """``prefork run``: build the master, run it, return its exit status."""
-    from prefork.api import Master  # not at import time: --version stays fast
+    from prefork.api import Master, PidFileInUse  # not at import time: --version stays fast
 
     environ = os.environ if environ is None else environ
     try:
@@ -214,8 +214,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     master = Master._from_settings(settings)
     try:
         code = master.run()
-    except ConfigError as error:  # found only when starting (a pid file in use...)
+    except ConfigError as error:  # found only when starting (a log file that won't open...)
         return _usage(str(error))
+    except PidFileInUse as error:  # another master runs: this one must not
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return EXIT_FAILED
     # The command exits next, and the interpreter's final collections walk every object:

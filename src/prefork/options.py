@@ -161,6 +161,74 @@ class JobRef(Kind):
         return "MODULE:ATTR (in Python also a Job class, instance or function)"
 
 
+@dataclass(frozen=True)
+class Directory(Kind):
+    """A directory's path, or ``None``; whether it can be entered is found at start."""
+
+    optional = True
+    metavar = "DIR"
+
+    def why_not(self, value: object) -> str | None:
+        if value is None or (isinstance(value, str) and value):
+            return None
+        return "must be a directory's path"
+
+    def describe(self) -> str:
+        return "directory, or none"
+
+
+@dataclass(frozen=True)
+class Umask(Kind):
+    """A file mode creation mask, in octal: ``"027"`` (text) or ``0o027`` (a number)."""
+
+    optional = True
+    metavar = "OCTAL"
+
+    def why_not(self, value: object) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            value = _octal(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
+            return "must be an octal mask from 000 to 777, e.g. \"027\""
+        return None
+
+    def parse_value(self, text: str) -> int:
+        value = _octal(text)
+        if value is None:
+            raise ValueError(f"{text!r} is not an octal mask, e.g. 027")
+        return value
+
+    def describe(self) -> str:
+        return "octal mask (\"027\"), or none"
+
+
+def _octal(text: str) -> int | None:
+    digits = text.strip().lower().removeprefix("0o")
+    return int(digits, 8) if digits and set(digits) <= set("01234567") else None
+
+
+def umask_of(value: int | str | None) -> int | None:
+    """The ``umask`` option as a number (a file may give it as octal text)."""
+    return _octal(value) if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class Account(Kind):
+    """A user's or a group's name (or numeric id), or ``None``; looked up at start."""
+
+    optional = True
+    metavar = "NAME"
+
+    def why_not(self, value: object) -> str | None:
+        if value is None or (isinstance(value, str) and value and value.strip() == value):
+            return None
+        return "must be a name or a numeric id"
+
+    def describe(self) -> str:
+        return "name or id, or none"
+
+
 # --- the adapter's options ----------------------------------------------------------------------
 
 def _hook(name: str, doc: str) -> Option:
@@ -185,6 +253,22 @@ ADAPTER_OPTIONS: tuple[Option, ...] = (
     Option("pidfile", LocalPath(), None,
            "write the master's pid here (refused if it names a running process)",
            scope=MASTER, reloadable=False, short="-p"),
+    Option("daemonize", Flag(), False,
+           "detach from the terminal (double fork); the command exits 0 once the master is "
+           "ready, or non-zero with its error line", scope=MASTER, reloadable=False),
+    Option("chdir", Directory(), None,
+           "the directory the master enters at start (a relative pidfile or log_file "
+           "is taken from where it was started; config_file must be absolute)",
+           scope=MASTER, reloadable=False),
+    Option("umask", Umask(), None,
+           "the master's file mode creation mask, in octal (none: inherited)",
+           scope=MASTER, reloadable=False),
+    Option("user", Account(), None,
+           "the user the workers run as (the master must be root to switch)",
+           scope=MASTER, reloadable=False),
+    Option("group", Account(), None,
+           "the group the workers run as (default: the user's own group)",
+           scope=MASTER, reloadable=False),
     Option("log_file", LocalPath(), None,
            "log here instead of stderr; USR1 reopens it (for logrotate)",
            scope=MASTER, reloadable=False),

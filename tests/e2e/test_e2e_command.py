@@ -53,8 +53,8 @@ def test_a_pidfile_is_written_and_removed(tmp_path, prefork_run) -> None:
     pool.workers_up(1)
     assert pidfile.read_text().strip() == str(pool.pid)
     again = run_command(tmp_path, "run", "jobs:Sleepy", "--pidfile", str(pidfile))
-    assert again.returncode == 2
-    assert f"names pid {pool.pid}, which is still running" in again.stderr
+    assert again.returncode == 1
+    assert f"is held by a running master (pid {pool.pid})" in again.stderr
     pool.kill("QUIT")
     assert pool.wait() == 0
     assert not pidfile.exists()

@@ -1,4 +1,5 @@
-"""Odds and ends of being a process: titles, the parent-death signal, pid files, logs.
+"""Odds and ends of being a process: titles, the parent-death signal, logs, and the
+descriptors a forked child must not keep (the pid file has a module of its own).
 
 Each helper does one system-level thing and degrades quietly where the platform lacks
 it (no ``setproctitle`` installed, no ``prctl`` outside Linux): they make prefork nicer
@@ -114,41 +115,6 @@ def signal_disposition_call(signo: int) -> Callable[[], int] | None:
         return None
     # byref() keeps ``saved`` alive, and the partial keeps the byref
     return functools.partial(_SIGACTION, signo, ctypes.byref(saved), None)
-
-
-def write_pidfile(path: str, pid: int) -> None:
-    """Write ``pid`` to ``path`` atomically (a reader never sees half a number)."""
-    temporary = f"{path}.{pid}.tmp"
-    with open(temporary, "w", encoding="ascii") as file:
-        file.write(f"{pid}\n")
-    os.replace(temporary, path)
-
-
-def remove_pidfile(path: str, pid: int) -> None:
-    """Remove ``path`` if it still names ``pid`` (a successor's file is left alone)."""
-    try:
-        with open(path, encoding="ascii") as file:
-            if file.read().strip() != str(pid):
-                return
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def read_pidfile(path: str) -> int | None:
-    """The pid in ``path`` if that process is alive, else ``None``."""
-    try:
-        with open(path, encoding="ascii") as file:
-            pid = int(file.read().strip())
-    except (OSError, ValueError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
 
 
 def redirect_output(log_file: str) -> None:
