@@ -152,6 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
                      help="load and check the settings, print them for every pool with "
                           "where each value came from, and exit (0, or 2 if they are bad)")
     run.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    init = commands.add_parser(
+        "init",
+        help="write a small project that runs as it stands",
+        description=(
+            "Write into DIR (made if missing) a jobs module with an example job, "
+            "prefork.toml with two pools, a systemd unit (Type=notify), a logrotate "
+            "snippet and a README; no existing file is overwritten. Then: "
+            "'prefork run -c DIR/prefork.toml'."
+        ),
+    )
+    init.add_argument("directory", metavar="DIR", help="where to write the project")
+    init.add_argument("--name", default=None,
+                      help="the project's name (default: the name of DIR)")
     return parser
 
 
@@ -179,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     if args.command == "run":
         return run(args)
+    if args.command == "init":
+        return init(args)
     parser.print_help(sys.stderr)  # unreachable with the commands above; kept as a guard
     return EXIT_USAGE
 
@@ -323,6 +338,18 @@ def _shown(value: object) -> str:
     if isinstance(value, int | float):
         return f"{value:g}" if isinstance(value, float) else str(value)
     return repr(value)
+
+
+def init(args: argparse.Namespace) -> int:
+    """``prefork init DIR``: write a small project there (``prefork.scaffold``)."""
+    from prefork.scaffold import ScaffoldError, summary, write_project
+
+    try:
+        written = write_project(args.directory, args.name)
+    except ScaffoldError as error:
+        return _usage(f"init: {error}")
+    print(summary(written))
+    return EXIT_OK
 
 
 def _configure_logging(level: str) -> logging.Logger:

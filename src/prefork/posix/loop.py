@@ -291,6 +291,8 @@ class PosixLoop:
             events.extend(self._exited(pid, status, now))
         if self.signals is not None and self.signals.read_fd in ready:
             for sig in self.signals.received():
+                if sig is not Sig.CHLD:  # a worker's exit says more than its SIGCHLD
+                    self.logger.info(f"master got {sig}")
                 events.append(Signal(sig, at=now))
         if self.notify_r in ready:
             drain(self.notify_r)
