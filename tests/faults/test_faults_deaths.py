@@ -22,8 +22,6 @@ STRATEGIES = ["simple", "forking"]
 
 
 @pytest.mark.timeout(40)
-@pytest.mark.xfail(strict=True, reason="issue 10: a worker whose master died waits for its "
-                   "perform without bound (no self-enforced graceful_timeout)")
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_a_killed_master_leaves_nothing_running(pool, strategy) -> None:
     """Master SIGKILLed while every worker is in a 60 s perform: all gone in the bound."""

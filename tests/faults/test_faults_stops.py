@@ -58,8 +58,6 @@ def term_every_process(run) -> None:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(strict=True, reason="issue 10: with graceful_term, TERM received by a "
-                   "worker or a perform child directly still cuts the perform short")
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_term_to_every_process_with_graceful_term_loses_nothing(pool, strategy) -> None:
     run = pool("fault_jobs:Steady", "--workers", "2", "--strategy", strategy,
