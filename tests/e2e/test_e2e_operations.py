@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import alive, descendants, run_command, wait_for
+from e2e_support import ROOT, alive, descendants, run_command, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -256,3 +256,46 @@ def _a_dead_pid() -> int:
         os._exit(0)
     os.waitpid(pid, 0)
     return pid
+
+
+# --- who and where ----------------------------------------------------------------------------
+
+def _status(pid: int, field: str) -> str:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return line.split(":", 1)[1].split()[0]
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can switch the workers' user")
+def test_workers_run_as_user_and_the_master_in_chdir_with_umask(tmp_path, prefork_run) -> None:
+    import pwd
+
+    job = tmp_path / "idle_job.py"
+    job.write_text("import time\n\ndef perform():\n    time.sleep(0.1)\n")
+    home = tmp_path / "home"
+    home.mkdir()
+    pool = prefork_run(f"{job}:perform", "--workers", "2", "--user", "nobody",
+                       "--chdir", str(home), "--umask", "027", tty=False)
+    pids = pool.workers_up(2)
+    nobody = pwd.getpwnam("nobody")
+    for pid in pids:
+        assert _status(pid, "Uid") == str(nobody.pw_uid)
+        assert _status(pid, "Gid") == str(nobody.pw_gid)
+    assert _status(pool.pid, "Uid") == "0", "the master stays root"
+    assert os.readlink(f"/proc/{pool.pid}/cwd") == str(home)
+    assert _status(pool.pid, "Umask") == "0027"
+    pool.kill("QUIT")
+    assert pool.wait() == 0
+
+
+def test_a_relative_config_file_with_chdir_is_refused(tmp_path) -> None:
+    """HUP reads the file again after the chdir: a relative path would name another."""
+    config = tmp_path / "prefork.toml"
+    config.write_text('job = "jobs:Sleepy"\n')
+    relative = os.path.relpath(config, ROOT)  # the command runs in ROOT
+    done = run_command(tmp_path, "run", "-c", relative, "--chdir", "/")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"prefork: config_file={relative!r}: must be an absolute path when chdir is set "
+        "(HUP reads it again from there)"]
