@@ -251,7 +251,8 @@ ADAPTER_OPTIONS: tuple[Option, ...] = (
            "reload it (without preload, HUP imports it afresh and new workers run it)",
            scope=MASTER, reloadable=False),
     Option("pidfile", LocalPath(), None,
-           "write the master's pid here (refused if it names a running process)",
+           "the master's pid, written once it is ready and locked for its life (a second "
+           "master on it refuses to start; a stale one is taken over)",
            scope=MASTER, reloadable=False, short="-p"),
     Option("daemonize", Flag(), False,
            "detach from the terminal (double fork); the command exits 0 once the master is "
