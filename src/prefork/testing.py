@@ -61,7 +61,8 @@ worker could make, written down so that tests can rely on it):
   - ``TERM`` and ``INT`` stop a worker at once, interrupting its perform (which does not
     count): it exits with status 0, as Unicorn's workers do (``exit!(0)``).
   - ``ABRT`` makes the worker dump its stack (``SimProcess.dumps`` counts the dumps) and
-    die with status ``-6``.
+    kill its own process group at once: it dies with status ``-9``, as a KILL would
+    leave it (a hung worker, stuck in C, runs no handler: it waits for the KILL).
   - ``USR2`` holds the worker (``start_perform`` refuses until ``CONT``), ``CONT``
     releases it, ``USR1`` counts a log reopening (``SimProcess.log_reopens``); other
     signals are recorded and change nothing.
@@ -80,10 +81,13 @@ worker could make, written down so that tests can rely on it):
   zombies), while an explicit ``reap`` after the stop feeds the event all the same, so a
   test can check that the core refuses it.
 * **Scoreboard readings** are explicit: ``observe(pid)`` feeds
-  ``Observed(pid, state, heartbeat_at, performs)`` from the process's own slot: the state
-  it last wrote (spawning, idle or performing; a zombie's slot keeps its last state),
-  when its current perform began or it last called ``heartbeat`` (0 when not
-  performing), and how many performs it finished.
+  ``Observed(pid, state, heartbeat_at, performs, failures)`` from the process's own
+  slot: the state it last wrote (spawning, idle or performing; a zombie's slot keeps its
+  last state), when its current perform began or it last called ``heartbeat`` (0 when
+  not performing), how many performs it finished, and how many failed without ending it
+  (``fail_perform``: a forked perform's child that raised). What the core was last told
+  is kept on the process (``reported_state``, ``reported_performs``,
+  ``reported_failures``), for oracles that judge the core by what it could know.
 * **Strays**: ``spawn_stray()`` makes a child the core never forked (a process the
   preload started, say); it can exit or crash like a worker and is reaped like one, but it
   has no scoreboard slot, so it is never observed.
@@ -162,7 +166,6 @@ from prefork.core.supervisor import Supervisor
 from prefork.core.worker_machine import WorkerState
 
 __all__ = [
-    "ABRT_STATUS",
     "KILL_STATUS",
     "STOP_SIGNALS",
     "TERM_STATUS",
@@ -176,8 +179,6 @@ __all__ = [
 
 KILL_STATUS = -9
 """``ChildExited.status`` of a process killed by KILL."""
-ABRT_STATUS = -6
-"""``ChildExited.status`` of a process that dumped its stack on ABRT and died of it."""
 TERM_STATUS = 0
 """``ChildExited.status`` of a worker stopped by TERM or INT (it exits through its handler)."""
 STOP_SIGNALS = frozenset({Sig.QUIT, Sig.TERM, Sig.INT, Sig.ABRT, Sig.KILL})
@@ -241,7 +242,10 @@ class SimProcess:
     log_reopens: int = 0
     status: int | None = None
     exited_at: float | None = None
+    failures: int = 0  # failed performs it outlived (forking strategy)
     reported_performs: int = 0  # the count the core was last given (a reading or the exit)
+    reported_failures: int = 0  # the count of failed performs the core was last given
+    reported_state: WorkerState | None = None  # the state the core last read in its slot
 
     def __repr__(self) -> str:
         who = "stray" if self.stray else f"{self.group}.{self.slot}"
@@ -537,9 +541,9 @@ class SimOS:
                 process.quitting = True
         elif signo in (Sig.TERM, Sig.INT):
             self._die(process, TERM_STATUS)
-        elif signo is Sig.ABRT:
+        elif signo is Sig.ABRT:  # a clean dump, then it kills its own process group
             process.dumps += 1
-            self._die(process, ABRT_STATUS)
+            self._die(process, KILL_STATUS)
         elif signo is Sig.USR2:
             process.held = True
         elif signo is Sig.CONT:
@@ -583,6 +587,17 @@ class SimOS:
             raise SimError(f"pid {pid} cannot start a perform: it is held (USR2)")
         process.state, process.scoreboard = ProcState.PERFORMING, WorkerState.PERFORMING
         process.heartbeat_at = self.now
+
+    def fail_perform(self, pid: int) -> None:
+        """A perform fails without ending the worker (the forking strategy's perform child
+        raised): one more failure counted in its slot; idle again (or, told to QUIT, it
+        exits 0)."""
+        process = self._able(pid, ProcState.PERFORMING, doing="fail a perform")
+        process.failures += 1
+        process.state, process.scoreboard = ProcState.IDLE, WorkerState.IDLE
+        process.heartbeat_at = 0.0
+        if process.quitting:
+            self._die(process, 0)
 
     def heartbeat(self, pid: int) -> None:
         """A performing worker calls ``heartbeat()``."""
@@ -637,8 +652,11 @@ class SimOS:
         if process.stray:
             raise SimError(f"pid {pid} is a stray: it has no scoreboard slot")
         heartbeat = process.heartbeat_at if process.scoreboard is WorkerState.PERFORMING else 0.0
-        reading = Observed(pid, process.scoreboard, heartbeat, process.performs, at=self.now)
+        reading = Observed(pid, process.scoreboard, heartbeat, process.performs,
+                           process.failures, at=self.now)
         process.reported_performs = process.performs
+        process.reported_failures = max(process.reported_failures, process.failures)
+        process.reported_state = process.scoreboard
         return self.feed(reading)
 
     def observe_all(self) -> list[Effect]:

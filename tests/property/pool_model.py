@@ -39,6 +39,7 @@ from prefork.core import (
     StartWorker,
     StopWorker,
     Tick,
+    WorkerState,
 )
 from prefork.testing import SimOS, SimProcess, Step
 
@@ -50,6 +51,8 @@ SPAWNING_STATES = frozenset({M.RUNNING, M.RELOADING})
 STOP_SIGNALS = frozenset({Sig.QUIT, Sig.TERM, Sig.ABRT, Sig.KILL})
 GROUP_NAMES = ("default", "mail", "sms")
 CONFIG_FILE = "pool.toml"
+DUMP_GRACE = 1.0  # specs/worker.md: KILL follows a timeout's ABRT after the dump grace
+READY = frozenset({WorkerState.IDLE, WorkerState.PERFORMING})
 
 
 def expected_backoff(failures: int, config: PoolConfig) -> float:
@@ -112,6 +115,14 @@ class PoolChecker:
         self.gave_up = False
         self.settled_checks = 0  # how often INV-1 found the pool settled and checked it
         self.exits: list[int] = []
+        # INV-9: process serial -> its setup or perform deadline, as the readings given to
+        # the core set it; when it was sent ABRT; those the master gave up on (ABRT, KILL)
+        self.timeout_at: dict[int, float | None] = {}
+        self.aborted_at: dict[int, float] = {}
+        self.given_up: set[int] = set()
+        # INV-11: failures by class, as the documented classes count them
+        self.failures: Counter[str] = Counter()
+        self.failures_seen: dict[int, int] = {}  # process serial -> highest count read
         sim.listeners.append(self.on_step)
 
     def flag(self, invariant: int, step: Step, message: str) -> None:
@@ -128,7 +139,9 @@ class PoolChecker:
         self.unanswered += sum(isinstance(e, Spawn) for e in step.effects)
         if step.before in UP:
             self._track_request(step)
+        self._check_bounded_stops(step)
         self._account_for_crashes(step)
+        self._check_failure_counts(step)
         sent = self._check_kills(step)
         self._check_spawns(step)
         self._check_give_up(step)
@@ -138,8 +151,8 @@ class PoolChecker:
         for serial, signo in sent:
             if signo in (Sig.QUIT, Sig.TERM, Sig.ABRT):
                 settings = self.settings_of[serial]
-                grace = (settings.graceful_timeout if signo is Sig.QUIT
-                         else settings.kill_timeout)
+                grace = {Sig.QUIT: settings.graceful_timeout, Sig.TERM: settings.kill_timeout,
+                         Sig.ABRT: DUMP_GRACE}[signo]
                 due = sup.now + grace
                 self.kill_by[serial] = min(self.kill_by.get(serial, due), due)
         self.config = sup.config
@@ -185,34 +198,106 @@ class PoolChecker:
                 self.policy_since = self.sim.supervisor.now
 
     def _account_for_crashes(self, step: Step) -> None:
-        """INV-6's model: a crash streak per slot, and the back-off it earns.
+        """INV-6's and INV-11's model: a crash streak per slot, the back-off it earns, and
+        every failure by its class (specs/worker.md's table).
 
         A crash is a fork that fails, a worker that exits unasked (unless it retired: exit
-        0 after some performs), or a setup or perform that times out (counted when the
-        core sends ABRT, so the replacement is backed off too). A reading of a worker
-        that has done performs ends its slot's streak: the slot works.
+        0 once the core saw it ready, or after some performs), or a setup or perform that
+        times out (counted when the core sends ABRT, so the replacement is backed off
+        too). A failed perform (a rise of the worker's count) counts toward the intensity
+        only. A reading of a worker that has done performs ends its slot's streak.
         """
         event, now, process = step.event, self.sim.supervisor.now, step.process
         if isinstance(event, ForkFailed):
+            self.failures["fork failed"] += 1
             self._crash(step, (event.group, event.slot), uptime=0.0, performs=0)
         elif isinstance(event, Tick):
             for effect in step.effects:
                 timed_out = self.sim.table.get(effect.pid) if (
                     isinstance(effect, Kill) and effect.signo is Sig.ABRT) else None
                 if timed_out is not None and not timed_out.stray:
+                    ready = timed_out.reported_state in READY
+                    self.failures["timed out" if ready else "setup failed"] += 1
+                    # performs seen while it was live ended its slot's streak then; a
+                    # worker already stopping has a successor, whose failures count on
+                    performs = 0 if timed_out.told_to_stop else timed_out.reported_performs
                     self._crash(step, self._slot(timed_out), uptime=now - timed_out.forked_at,
-                                performs=timed_out.reported_performs)
+                                performs=performs)
         elif process is None or process.stray:
             return
         elif isinstance(event, Observed):
+            seen = self.failures_seen.get(process.serial, 0)
+            if event.failures > seen:
+                self.failures_seen[process.serial] = event.failures
+                self.failures["perform failed"] += event.failures - seen
+                self.crash_times += [now] * (event.failures - seen)
             if process.reported_performs > 0 and not process.told_to_stop:
                 self.slots.pop(self._slot(process), None)
         elif isinstance(event, ChildExited) and not process.told_to_stop:
-            if process.status == 0 and process.reported_performs > 0:
+            ready = process.reported_state in READY
+            if process.status == 0 and (ready or process.reported_performs > 0):
                 self.slots.pop(self._slot(process), None)  # it retired by itself
             else:
+                self.failures["setup failed" if not ready else
+                              "killed" if event.status < 0 else "crashed"] += 1
                 self._crash(step, self._slot(process), uptime=now - process.forked_at,
                             performs=process.reported_performs)
+
+    def _check_failure_counts(self, step: Step) -> None:
+        """INV-11: the core counted every failure once, by its class, as the model did."""
+        counted = {str(outcome): n for outcome, n in
+                   self.sim.supervisor.restarts.counted.items() if n}
+        if counted != dict(+self.failures):
+            self.flag(11, step, f"the core counted failures {counted}, the classes say "
+                                f"{dict(+self.failures)}")
+            self.failures = Counter(counted)  # one report per discrepancy
+
+    def _check_bounded_stops(self, step: Step) -> None:
+        """INV-9: a passed setup or perform timeout is answered with ABRT at the first tick
+        at or after it, and KILL within the dump grace plus one tick; a worker sent ABRT is
+        never live again. The deadlines come from what the core was told (Forked, and
+        the readings, which set them while a worker stops too)."""
+        sup, event, now = self.sim.supervisor, step.event, self.sim.supervisor.now
+        process = step.process
+        if process is not None and not process.stray:
+            settings = self.settings_of.get(process.serial)
+            if isinstance(event, Forked):
+                settings = sup.config.group(process.group)
+                setup = settings.setup_timeout
+                self.timeout_at[process.serial] = None if setup is None else now + setup
+            elif isinstance(event, Observed) and process.serial not in self.given_up:
+                assert settings is not None
+                if event.state is WorkerState.PERFORMING:
+                    self.timeout_at[process.serial] = (
+                        None if settings.timeout is None else event.heartbeat_at
+                        + settings.timeout)
+                elif event.state is WorkerState.IDLE:
+                    self.timeout_at[process.serial] = None
+        answered = {(e.pid, e.signo) for e in step.effects if isinstance(e, Kill)}
+        for pid, candidate in self.sim.table.items():
+            serial = candidate.serial
+            if candidate.stray:
+                continue
+            hard = {(pid, Sig.ABRT), (pid, Sig.KILL)} & answered
+            due = self.timeout_at.get(serial)
+            if isinstance(event, Tick) and serial not in self.given_up and due is not None \
+                    and due <= now and not hard:
+                self.flag(9, step, f"{candidate!r}: its timeout passed at t={due:g}, no "
+                                   "ABRT or KILL")
+            aborted = self.aborted_at.get(serial)
+            if (isinstance(event, Tick) and aborted is not None
+                    and aborted + DUMP_GRACE <= now and Sig.KILL not in candidate.signals
+                    and (pid, Sig.KILL) not in answered):
+                self.flag(9, step, f"{candidate!r}: ABRT at t={aborted:g}, no KILL by "
+                                   f"t={now:g}")
+            if (pid, Sig.ABRT) in answered:
+                self.aborted_at.setdefault(serial, now)
+            if hard:
+                self.given_up.add(serial)
+                self.timeout_at[serial] = None
+            worker = sup.worker_by_pid(pid)
+            if serial in self.aborted_at and worker is not None and worker.is_active:
+                self.flag(9, step, f"{candidate!r} was sent ABRT and is live again")
 
     @staticmethod
     def _slot(process: SimProcess) -> tuple[str, int]:
@@ -347,6 +432,23 @@ class PoolChecker:
                 self.flag(7, step, f"group {group} target {n} outside 0..{top}")
         if sup.targets != self.targets:
             self.flag(7, step, f"targets {sup.targets}, the requests asked for {self.targets}")
+
+    def sleeping_past_a_timeout(self) -> list[str]:
+        """INV-9 between steps: the core has asked to be woken by every setup or perform
+        deadline it was told of (a core that does not know of one would sleep past it,
+        and only a tick in between would show it)."""
+        sim = self.sim
+        if sim.state is M.STOPPED:
+            return []
+        problems = []
+        for process in sim.workers():
+            due = self.timeout_at.get(process.serial)
+            if due is None or process.serial in self.given_up:
+                continue
+            if sim.wake_at is None or sim.wake_at > max(due, sim.supervisor.now):
+                problems.append(f"INV-9: {process!r} times out at t={due:g}, the core "
+                                f"sleeps until {sim.wake_at}")
+        return problems
 
     # INV-1, on the state between steps -------------------------------------------------
 

@@ -226,6 +226,12 @@ class PoolMachine(RuleBasedStateMachine):
 
     @precondition(alive)
     @rule(target=children, pid=children, observe=st.booleans())
+    def fail_perform(self, pid: int, observe: bool) -> object:
+        """A forked perform's child fails: the worker counts it and lives on."""
+        return self._act("fail_perform", self.sim.fail_perform, pid, observe)
+
+    @precondition(alive)
+    @rule(target=children, pid=children, observe=st.booleans())
     def heartbeat(self, pid: int, observe: bool) -> object:
         return self._act("heartbeat", self.sim.heartbeat, pid, observe)
 
@@ -249,10 +255,31 @@ class PoolMachine(RuleBasedStateMachine):
     def get_on_with_it(self, data: st.DataObject, observe: bool) -> object:
         """A worker takes its next natural step: setup done, perform started or ended."""
         process = data.draw(st.sampled_from(self.sim.active()), label="worker")
+        ends = [self.sim.end_perform, self.sim.end_perform, self.sim.fail_perform]
         action = {ProcState.SPAWNING: self.sim.finish_setup,
                   ProcState.IDLE: self.sim.start_perform,
-                  ProcState.PERFORMING: self.sim.end_perform}[process.state]
+                  ProcState.PERFORMING: data.draw(st.sampled_from(ends), label="end")
+                  }[process.state]
         return self._act(action.__name__, action, process.pid, observe)
+
+    @precondition(lambda self: alive(self) and any(
+        p.state is ProcState.IDLE and not (p.held or p.hung) for p in self.sim.active()))
+    @rule(target=children, data=st.data(), sig=st.sampled_from([Sig.HUP, Sig.TTOU]),
+          hang=st.booleans())
+    def stop_before_the_perform_is_seen(self, data: st.DataObject, sig: Sig,
+                                        hang: bool) -> object:
+        """A worker starts a perform (and may hang in it), and a graceful stop comes
+        before the master has read it: signals are handled before readings in one turn
+        of the adapter's loop. The reading that follows must still set the deadline."""
+        idle = [p for p in self.sim.active()
+                if p.state is ProcState.IDLE and not (p.held or p.hung)]
+        process = data.draw(st.sampled_from(idle), label="worker")
+        self.sim.start_perform(process.pid)
+        if hang:
+            self.sim.hang(process.pid)
+        forked = self._feed(f"signal {sig}", lambda: self.sim.signal(sig))
+        self._feed(f"observe {process.pid}", lambda: self.sim.observe(process.pid))
+        return forked
 
     @precondition(alive)
     @rule(target=children, pid=children)
@@ -386,6 +413,18 @@ class PoolMachine(RuleBasedStateMachine):
         self._clean(7)
 
     @invariant()
+    def inv_9_bounded_stops(self) -> None:
+        self._clean(9)
+        problems = self.checker.sleeping_past_a_timeout()
+        if problems:
+            note("trace (last 30 steps):\n" + self.sim.format_trace(last=30))
+        assert not problems, "; ".join(problems)
+
+    @invariant()
+    def inv_11_failures_are_counted_once(self) -> None:
+        self._clean(11)
+
+    @invariant()
     def bookkeeping_matches_a_recount(self) -> None:
         """The core's incremental indexes agree with a count from scratch (not a DESIGN
         invariant: what lets one event cost the same with 4 workers or 256)."""
@@ -416,6 +455,10 @@ class PoolMachine(RuleBasedStateMachine):
             event("a worker got KILL")
         if any(Sig.ABRT in p.signals for p in sim.processes):
             event("a worker timed out (ABRT)")
+        if any(Sig.ABRT in p.signals and p.signals[0] is not Sig.ABRT for p in sim.processes):
+            event("a worker timed out while it was being stopped")
+        if any(p.failures for p in sim.processes):
+            event("a perform failed")
         if sim.config_reads:
             event("HUP read the config file")
         if any(isinstance(step.event, ForkFailed) for step in sim.trace):

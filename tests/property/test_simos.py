@@ -30,7 +30,6 @@ from prefork.core import (
     WorkerState,
 )
 from prefork.testing import (
-    ABRT_STATUS,
     KILL_STATUS,
     TERM_STATUS,
     ContractBroken,
@@ -142,19 +141,34 @@ def test_term_stops_at_once_and_kill_always_kills() -> None:
     assert sim.process(100).status == KILL_STATUS
 
 
-def test_abrt_dumps_and_kills_unless_hung() -> None:
-    sim = booted(2, setup_timeout=5.0, kill_timeout=1.0)
+def test_abrt_dumps_and_kills_its_group_at_once_unless_hung() -> None:
+    sim = booted(2, setup_timeout=5.0, kill_timeout=30.0)
     sim.hang(101)
     sim.advance(5)
     sim.tick()  # both setups timed out: ABRT
     dumped, hung = sim.process(100), sim.process(101)
-    assert dumped.dumps == 1 and dumped.status == ABRT_STATUS
+    assert dumped.dumps == 1 and dumped.status == KILL_STATUS and dumped.exited_at == 5
     assert hung.alive and hung.dumps == 0 and hung.signals == [Sig.ABRT]
     with pytest.raises(SimError):
         sim.finish_setup(101)  # a hung process does nothing
-    sim.advance(1)
+    sim.advance(1)  # the dump grace, not kill_timeout
     sim.tick()
     assert hung.status == KILL_STATUS
+
+
+def test_a_failed_perform_is_counted_in_the_slot_and_read_by_the_core() -> None:
+    sim = booted(1)
+    ready(sim)
+    sim.start_perform(100)
+    sim.fail_perform(100)
+    process = sim.process(100)
+    assert process.state is ProcState.IDLE and process.failures == 1
+    assert process.performs == 0 and process.reported_failures == 0
+    sim.observe(100)
+    assert process.reported_failures == 1 and process.reported_state is WorkerState.IDLE
+    assert sim.supervisor.worker_by_pid(100).failures == 1
+    with pytest.raises(SimError):
+        sim.fail_perform(100)  # idle: no perform to fail
 
 
 def test_usr2_holds_and_cont_releases_and_usr1_reopens() -> None:
@@ -228,9 +242,9 @@ def test_run_until_ticks_at_every_wake_up() -> None:
     sim = booted(1, setup_timeout=5.0, kill_timeout=2.0)
     sim.run_until(10)
     ticks = [s.event.now for s in sim.trace if isinstance(s.event, Tick)]
-    # 5: setup timeout (ABRT; a replacement is forked), 7: KILL to the unreaped first
-    # worker, 10: the replacement's setup timeout
-    assert ticks == [5.0, 7.0, 10.0]
+    # 5: setup timeout (ABRT; a replacement is forked), 6: KILL to the unreaped first
+    # worker after the dump grace, 10: the replacement's setup timeout
+    assert ticks == [5.0, 6.0, 10.0]
     assert sim.now == 10
 
 

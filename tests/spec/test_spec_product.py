@@ -56,6 +56,8 @@ from prefork.core import (
 )
 
 SETUP_TIMEOUT = 5.0
+PERFORM_TIMEOUT = 10.0
+GRACEFUL_TIMEOUT = 30.0
 STRAY_PID = 999
 FORWARDED = Sig.USR2
 
@@ -82,15 +84,19 @@ class Fixture:
         return self.adapter.supervisor
 
 
-def worker_fixture(state: WorkerState, told_to_quit: bool) -> Fixture:
+def worker_fixture(state: WorkerState, told_to_quit: bool, *, set_up: bool = True,
+                   timeout_passed: bool = False) -> Fixture:
     """A running pool of one worker, that worker brought to ``state``.
 
-    Stopping after QUIT comes from TTOU (the master stays running, the worker is retired);
-    stopping after ABRT from a setup timeout (so it has timed out); dead from an ``exited``
-    row itself, fired directly, because the core forgets a worker as soon as the adapter
-    reports it reaped.
+    Stopping after QUIT comes from TTOU (the master stays running, the worker is retired),
+    sent while the worker performs or, not ``set_up``, while it still sets up; with
+    ``timeout_passed`` the clock then moves (by a CHLD, which fires no deadline) to its
+    setup or perform deadline, before its graceful one. Stopping after ABRT comes from a
+    setup timeout (so it has timed out); dead from an ``exited`` row itself, fired
+    directly, because the core forgets a worker as soon as the adapter reports it reaped.
     """
     adapter = Adapter(PoolConfig.of(workers=1, setup_timeout=SETUP_TIMEOUT,
+                                    timeout=PERFORM_TIMEOUT, graceful_timeout=GRACEFUL_TIMEOUT,
                                     max_performs=MAX_PERFORMS))
     adapter.feed(Boot())
     worker = adapter.worker(1)
@@ -101,9 +107,14 @@ def worker_fixture(state: WorkerState, told_to_quit: bool) -> Fixture:
         adapter.feed(Tick(SETUP_TIMEOUT))
         return Fixture(adapter, worker)
     reading = WorkerState.PERFORMING if state is WorkerState.PERFORMING else WorkerState.IDLE
-    adapter.feed(Observed(pid, reading, heartbeat_at=0.0))
+    if state is WorkerState.STOPPING:
+        reading = WorkerState.PERFORMING
+    if set_up:
+        adapter.feed(Observed(pid, reading, heartbeat_at=0.0))
     if told_to_quit:
         adapter.feed(Signal(Sig.TTOU))
+    if timeout_passed:
+        adapter.feed(Signal(Sig.CHLD, at=PERFORM_TIMEOUT if set_up else SETUP_TIMEOUT))
     if state is WorkerState.DEAD:
         adapter.supervisor.fire(worker, "exited", 0, None)
     return Fixture(adapter, worker)
@@ -171,6 +182,7 @@ def worker_args(trigger: str, fixture: Fixture, valuation: dict[str, bool]
         "reported_idle": (fixture.supervisor.now, 0),
         "reported_performing": (fixture.supervisor.now, 0),
         "signal_forwarded": (FORWARDED,),
+        "performs_failed": (worker.failures + 1,),
         "exited": exit_args(valuation),
     }.get(trigger, ())
 
@@ -238,8 +250,7 @@ def normalise(effect: Effect, own_pid: int | None) -> str:
     if isinstance(effect, RunHook):
         return f"RunHook({effect.name})"
     names = {SetTitle: "SetTitle", ReopenLogs: "ReopenLogs", Exit: "Exit", Spawn: "Spawn",
-             WakeAt: "WakeAt", ReadConfig: "ReadConfig", Reply: "Reply",
-             Notify: "Notify"}
+             WakeAt: "WakeAt", ReadConfig: "ReadConfig", Reply: "Reply", Notify: "Notify"}
     return names.get(type(effect), repr(effect))
 
 
@@ -266,14 +277,19 @@ class Case:
 
 
 def reachable(machine: str, state: str, valuation: dict[str, bool]) -> bool:
-    """Only a stopping (or dead) worker can have been told to quit or have timed out, and
-    a status is 0 or a signal's, never both."""
+    """Only a stopping (or dead) worker can have been told to quit or have timed out, or
+    see its timeout pass while it stops; a worker is set up once ready, never while
+    spawning; and a status is 0 or a signal's, never both."""
     if machine != "worker":
         return True
     stopped = state in ("stopping", "dead")
-    told = valuation.get("told_to_quit") or valuation.get("timed_out")
+    told = (valuation.get("told_to_quit") or valuation.get("timed_out")
+            or valuation.get("timeout_passed"))
+    set_up = valuation.get("set_up")
     return (stopped or not told) and not (
-        valuation.get("exited_cleanly") and valuation.get("killed_by_signal"))
+        valuation.get("exited_cleanly") and valuation.get("killed_by_signal")) and not (
+        (set_up is False and state in ("idle", "performing"))
+        or (set_up is True and state == "spawning"))
 
 
 def cases() -> list[Any]:
@@ -304,7 +320,9 @@ def build(case: Case) -> Fixture:
         # one that timed out was not
         told = values.get("told_to_quit", case.state in ("stopping", "dead")
                           and not values.get("timed_out", False))
-        return worker_fixture(WorkerState(case.state), told)
+        return worker_fixture(WorkerState(case.state), told,
+                              set_up=values.get("set_up", case.state != "spawning"),
+                              timeout_passed=values.get("timeout_passed", False))
     return master_fixture(MasterState(case.state), values)
 
 

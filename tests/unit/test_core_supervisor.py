@@ -441,7 +441,7 @@ def test_a_stopped_worker_that_performed_does_not_wipe_a_later_backoff() -> None
                     "(deadline_passed)"),
         Log("error", f"worker group=default slot=0 pid={pid} timed out; dumping its stack (ABRT)"),
         Kill(pid, Sig.ABRT), RunHook("before_fork", ("default", 0)), Spawn("default", 0),
-        WakeAt(11.0)]
+        WakeAt(2.0)]  # KILL after the dump grace
     effects = core.handle(ForkFailed("default", 0, "EAGAIN"))
     assert core.restarts.respawn_at("default", 0) == 1.125
     effects = core.handle(ChildExited(pid, -6, performs=1))
@@ -551,3 +551,32 @@ def test_status_is_answered_with_the_snapshot_and_changes_nothing() -> None:
     before = driver.core.snapshot()
     assert driver.send(Status("me", at=1)) == [Reply("me", before)]
     assert driver.core.snapshot() == before
+
+
+# the shutdown report ---------------------------------------------------------------------
+
+
+def test_the_shutdown_report_is_the_last_line_before_exit() -> None:
+    driver = booted(workers=2, graceful_timeout=5)
+    first, second = driver.pids()
+    driver.send(Observed(first, PERFORMING, heartbeat_at=0, at=0))
+    driver.send(Signal(Sig.QUIT, at=1))
+    driver.send(ChildExited(second, 0, performs=3, at=2))
+    driver.send(Tick(6))
+    effects = driver.send(ChildExited(first, -9, performs=1, at=6))
+    logs = [e for e in effects if isinstance(e, Log)]
+    assert effects[-1] == Exit(0)
+    assert effects[-2] == logs[-1] == Log(
+        "info", "master stopped: 1 worker stopped gracefully, 0 stopped by TERM, 1 killed "
+                "(graceful_timeout 1); 4 performs finished, 1 interrupted; exit status 0")
+
+
+def test_the_report_counts_only_the_workers_the_stop_ended() -> None:
+    driver = booted(workers=1, max_performs=1)
+    (first,) = driver.pids()
+    driver.send(ChildExited(first, 0, performs=1, at=1))  # retired while running
+    (second,) = driver.pids()
+    driver.send(Signal(Sig.INT, at=2))
+    effects = driver.send(ChildExited(second, 0, at=3))
+    assert Log("info", "master stopped: 0 workers stopped gracefully, 1 stopped by TERM, "
+                       "0 killed; 0 performs finished, 0 interrupted; exit status 0") in effects

@@ -69,3 +69,23 @@ def test_a_retirement_is_not_counted() -> None:
     policy = RestartPolicy(PoolConfig())
     with pytest.raises(AssertionError):
         policy.failed(Outcome.RETIRED, FAST, 0, 1.0, uptime=0.0)
+
+
+def test_a_failed_perform_counts_toward_intensity_only() -> None:
+    policy = RestartPolicy(PoolConfig.of(max_restarts=2))
+    assert policy.failed(Outcome.PERFORM_FAILED, FAST, 0, 1.0, uptime=0.0, count=2) == []
+    assert policy.history("fast", 0) is None  # the slot has nothing to wait for
+    assert policy.respawn_at("fast", 0) == 0.0
+    assert policy.intensity.times == [1.0, 1.0] and not policy.exhausted(1.0)
+    policy.failed(Outcome.PERFORM_FAILED, FAST, 0, 2.0, uptime=0.0)
+    assert policy.exhausted(2.0)
+    assert policy.counted == {Outcome.PERFORM_FAILED: 3}
+
+
+def test_every_failure_is_tallied_by_class() -> None:
+    policy = RestartPolicy(PoolConfig())
+    policy.failed(Outcome.CRASHED, FAST, 0, 1.0, uptime=0.0)
+    policy.failed(Outcome.TIMED_OUT, FAST, 1, 1.0, uptime=0.0)
+    policy.failed(Outcome.CRASHED, FAST, 0, 2.0, uptime=0.0)
+    assert policy.counted == {Outcome.CRASHED: 2, Outcome.TIMED_OUT: 1}
+    assert policy.history("fast", 0).failures == 2

@@ -46,6 +46,7 @@ from prefork.core.master_machine import (
     SIGNAL_TRIGGERS,
     MasterState,
 )
+from prefork.core.outcomes import Outcome
 from prefork.core.restarts import backoff_delay
 from prefork.core.settings import DEFAULT_GROUP, GroupConfig, PoolConfig
 from prefork.core.signals import Sig
@@ -53,7 +54,6 @@ from prefork.core.supervisor import Supervisor
 from prefork.core.worker_machine import (
     WORKER_TRANSITIONS,
     WORKER_TRIGGERS,
-    Outcome,
     Worker,
     WorkerState,
 )

@@ -10,12 +10,15 @@ Two rules, both pure arithmetic over the failures they are told about:
 * **Intensity**, for the whole master (OTP-style): more than ``max_restarts`` failures
   within ``restart_period`` seconds, and the master gives up.
 
-Which ends are failures is decided here, by class (``FAILURES``), and each failure is
-counted once, at the moment the master stops waiting for the worker: a fork failure
-when it is reported, a crash, a kill or a failed setup at the reap, a timeout (of setup
-or of a perform) when its deadline passes, so that its replacement is backed off at
-once; the reap of a timed-out worker counts nothing more. Retirements and clean exits
-cost nothing.
+Which ends are failures, and what each costs, is decided here, by class (``COSTS``),
+and each failure is counted once, at the moment the master stops waiting for the
+worker: a fork failure when it is reported, a crash, a kill or a failed setup at the
+reap, a timeout (of setup or of a perform) when its deadline passes, so that its
+replacement is backed off at once; the reap of a timed-out worker counts nothing more.
+A failed perform (forking strategy) is counted from the reading that shows the worker's
+count rise, toward the intensity only: the worker lives on and backs off its own next
+fork, so its slot has nothing to wait for. Retirements and clean exits cost nothing.
+``counted`` tallies every failure by class, for the tests (INV-11).
 
 The policy is an object the supervisor consults at fixed points (a worker failed, a
 worker performed, may a slot be refilled, is the crash loop over the limit); later
@@ -25,17 +28,23 @@ policies (recycling, spare-worker scaling) plug in the same way, each in its own
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections import Counter
 from dataclasses import dataclass, field
 
 from prefork.core.effects import Log
+from prefork.core.outcomes import Outcome
 from prefork.core.settings import GroupConfig, PoolConfig
-from prefork.core.worker_machine import Outcome
 
-# the ends that count towards back-off and restart intensity
-FAILURES = frozenset({
-    Outcome.CRASHED, Outcome.KILLED, Outcome.SETUP_FAILED, Outcome.TIMED_OUT,
-    Outcome.FORK_FAILED,
-})
+# what each class of failure costs: (it backs off its slot, it counts toward intensity)
+COSTS: dict[Outcome, tuple[bool, bool]] = {
+    Outcome.CRASHED: (True, True),
+    Outcome.KILLED: (True, True),
+    Outcome.SETUP_FAILED: (True, True),
+    Outcome.TIMED_OUT: (True, True),
+    Outcome.FORK_FAILED: (True, True),
+    Outcome.PERFORM_FAILED: (False, True),
+}
+FAILURES = frozenset(COSTS)
 
 
 def backoff_delay(failures: int, config: GroupConfig) -> float:
@@ -83,9 +92,9 @@ class RestartIntensity:
         self.period = period
         self.times: list[float] = []
 
-    def record(self, now: float) -> None:
+    def record(self, now: float, count: int = 1) -> None:
         self.forget_before(now - self.period)
-        self.times.append(now)
+        self.times += [now] * count
 
     def exceeded(self, now: float) -> bool:
         if self.max_restarts is None:
@@ -105,6 +114,7 @@ class RestartPolicy:
     def __init__(self, config: PoolConfig) -> None:
         self.groups: dict[str, GroupBackoff] = {}
         self.intensity = RestartIntensity(config.max_restarts, config.restart_period)
+        self.counted: Counter[Outcome] = Counter()
 
     def reconfigure(self, config: PoolConfig) -> None:
         """A reload: groups the config drops forget their back-off; the limit may change."""
@@ -123,12 +133,18 @@ class RestartPolicy:
         return history.respawn_at if history else 0.0
 
     def failed(self, outcome: Outcome, settings: GroupConfig, slot: int, now: float,
-               uptime: float) -> list[Log]:
-        """Count one failure; return what to log about its back-off (nothing if none)."""
+               uptime: float, count: int = 1) -> list[Log]:
+        """Count ``count`` failures of one class; return what to log about the slot's
+        back-off (nothing if none)."""
         assert outcome in FAILURES, f"{outcome} is not a failure"
+        backs_off, intense = COSTS[outcome]
+        self.counted[outcome] += count
+        if intense:
+            self.intensity.record(now, count)
+        if not backs_off:
+            return []
         backoff = self.groups.setdefault(settings.name, GroupBackoff())
         delay = backoff.failed(slot, settings, now, uptime)
-        self.intensity.record(now)
         if delay <= 0:
             return []
         failures = backoff.slots[slot].failures

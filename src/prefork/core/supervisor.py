@@ -41,6 +41,7 @@ from prefork.core.context import MachineContext
 from prefork.core.effects import Effect, Log, Notify, SetTitle, WakeAt
 from prefork.core.errors import CoreError
 from prefork.core.master_machine import (
+    LEAVING,
     REVIEWS,
     SIGNAL_TRIGGERS,
     SPAWNING_STATES,
@@ -49,6 +50,7 @@ from prefork.core.master_machine import (
     MasterState,
     notice,
 )
+from prefork.core.outcomes import Outcome
 from prefork.core.restarts import FAILURES, RestartPolicy
 from prefork.core.roster import Roster
 from prefork.core.settings import PoolConfig
@@ -245,6 +247,8 @@ class Supervisor:
         if worker.is_active and worker.count_at_exit(event.performs) > 0:
             self.restarts.worked(worker.group, worker.slot)  # the slot works
         self._fire_and_count(worker, "exited", event.status, event.performs)
+        if self.state in LEAVING:
+            self.master.report.record(worker)
 
     def _on_observed(self, event: ev.Observed) -> None:
         worker = self.roster.by_pid(event.pid)
@@ -252,6 +256,11 @@ class Supervisor:
             raise CoreError(f"master machine: {event!r} names no live worker")
         trigger = f"reported_{WorkerState(event.state).value}"
         self.fire(worker, trigger, event.heartbeat_at, event.performs)
+        rise = event.failures - worker.failures
+        if rise > 0:  # counted once: the worker keeps the highest count seen
+            self.fire(worker, "performs_failed", event.failures)
+            self.restarts.failed(Outcome.PERFORM_FAILED, worker.settings, worker.slot,
+                                 self.now, 0.0, count=rise)
         # Only a live worker ends its slot's run of failures: one already told to stop
         # (timed out, or of an older generation) may report performs done before the
         # slot's latest failures, and must not wipe the back-off they earned.

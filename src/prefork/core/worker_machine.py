@@ -8,29 +8,34 @@ until the adapter answers ``Forked``. It stays ``spawning`` until its scoreboard
 says setup finished; from then on it moves between ``idle`` and ``performing`` as the
 master reads the scoreboard. The master never sees every perform (it does not wake for
 them), only the state the worker was in when it looked, so the ``reported_*`` triggers
-say "the latest reading said so", and a reading that says nothing new is a row too.
+say "the latest reading said so", and a reading that says nothing new is a row too. A
+rise of the worker's count of failed performs (forking strategy) is a row of its own,
+``performs_failed``, which the supervisor counts toward the restart intensity.
 
 Whatever the master decides to do to a worker goes through ``stopping``: a graceful
 stop (QUIT, with ``graceful_timeout`` to finish), a quick one (TERM, with
-``kill_timeout``), or a timeout (ABRT so the worker dumps its stack, then
-``kill_timeout``). ``stop_signal`` remembers the soft signal sent, so a quick stop can
-still overtake a graceful one but nothing is ever sent twice. When the kill deadline
-passes the worker gets KILL once and its deadline is cleared.
+``kill_timeout``), or a timeout (ABRT: the worker dumps its stack and kills its own
+process group; the master sends KILL after ``DUMP_GRACE`` in case a perform stuck in C
+code ran no handler). ``stop_signal`` remembers the soft signal sent, so a quick stop
+can still overtake a graceful one but nothing is ever sent twice. When the stop deadline
+passes the worker gets KILL once and its deadlines are cleared.
+
+A worker has two clocks: ``timeout_at`` (its setup deadline while it sets up, its
+perform deadline while it performs, kept while it is being stopped, and set again by
+readings taken then) and ``kill_at`` (its stop's deadline). ``deadline`` is the earlier;
+the ``deadline_passed`` rows of ``stopping`` tell one from the other
+(``timeout_passed``). Only the master's own ABRT or KILL ends the timeout.
 
 How a worker ends is decided by rows, not by the code around the table. Only
 ``exited`` (the adapter reaped the pid) and ``fork_failed`` lead to ``dead``, and the
 guards of the ``exited`` rows sort every end into one ``Outcome``: a worker nobody told
-to stop retired (status 0 at ``max_performs``), exited cleanly (status 0 after some
-performs), failed its setup (it died while spawning), was killed by a signal the master
-did not send, or crashed; a worker told to stop retired, whatever its status; a worker
-whose deadline passed already has its verdict (``setup failed`` or ``timed out``), given
-by the ``deadline_passed`` row when the master stopped waiting for it. The row's
-callback logs the outcome with its class word and records it in ``outcome``; what each
-class costs (back-off, restart intensity) is the restart policy's business
-(``prefork.core.restarts``).
-
-Each worker has at most one ``deadline``: the setup deadline while spawning, the perform
-deadline while performing (when ``timeout`` is set), the kill deadline while stopping.
+to stop retired (status 0 at ``max_performs``), exited (status 0 once ready), failed its
+setup (it died while spawning), was killed by a signal the master did not send, or
+crashed; a worker told to stop retired, whatever its status; a worker whose timeout
+passed already has its verdict (``setup failed`` or ``timed out``), given by the
+``deadline_passed`` row when the master stopped waiting for it. The guards and the
+callbacks of those rows are tables (``prefork.core.outcomes``); what each class costs
+(back-off, restart intensity) is the restart policy's business (``prefork.core.restarts``).
 
 A worker sees its group's settings and a ``MachineContext`` (the time, and the outbox
 its callbacks append effects to), never the supervisor: the callbacks only set fields
@@ -40,10 +45,12 @@ and emit effects.
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from prefork.core.context import MachineContext
 from prefork.core.effects import Kill, Log, RunHook
+from prefork.core.outcomes import ABORTS, ENDS, EXIT_GUARDS, Abort, Ending, Outcome
 from prefork.core.settings import GroupConfig
 from prefork.core.signals import Sig
 
@@ -61,25 +68,16 @@ class WorkerState(StrEnum):
         return self.value
 
 
-class Outcome(StrEnum):
-    """How a worker ended: the class word its log line carries."""
-
-    RETIRED = "retired"  # status 0 at max_performs, or any end after being told to stop
-    EXITED = "exited"  # status 0 after some performs, on its own: a retirement too
-    CRASHED = "crashed"  # a non-zero status (or 0 before any perform) while ready
-    KILLED = "killed"  # a signal the master did not send, while ready
-    SETUP_FAILED = "setup failed"  # died while spawning, or its setup timed out
-    TIMED_OUT = "timed out"  # its perform timed out: ABRT, then KILL if need be
-    FORK_FAILED = "fork failed"  # there never was a process
-
-    def __str__(self) -> str:
-        return self.value
-
-
 S = WorkerState
 ACTIVE = [S.SPAWNING, S.IDLE, S.PERFORMING]
 READY = [S.IDLE, S.PERFORMING]
 UNREAPED = [*ACTIVE, S.STOPPING]
+
+DUMP_GRACE = 1.0
+"""Seconds between a timeout's ABRT and the KILL to the worker's process group: the worker
+dumps its stack and kills its own group at once; the KILL is for a perform stuck in C code,
+where no handler runs. Fixed (not ``kill_timeout``): a hung worker must not run on beside
+its replacement."""
 
 # Rows grouped by trigger then source, as specs/worker.md lists them.
 WORKER_TRANSITIONS: list[dict[str, Any]] = [
@@ -88,17 +86,18 @@ WORKER_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "fork_failed", "source": S.SPAWNING, "dest": S.DEAD, "after": "end_unforked"},
     # scoreboard readings
     {"trigger": "reported_spawning", "source": [S.SPAWNING, S.STOPPING], "dest": None},
-    {"trigger": "reported_idle", "source": S.SPAWNING, "dest": S.IDLE, "after": "record_reading"},
-    {"trigger": "reported_idle", "source": S.IDLE, "dest": None, "after": "record_reading"},
-    {"trigger": "reported_idle", "source": S.PERFORMING, "dest": S.IDLE,
-     "after": "record_reading"},
-    {"trigger": "reported_idle", "source": S.STOPPING, "dest": None, "after": "record_count"},
+    {"trigger": "reported_idle", "source": S.SPAWNING, "dest": S.IDLE, "after": "record_idle"},
+    {"trigger": "reported_idle", "source": S.IDLE, "dest": None, "after": "record_idle"},
+    {"trigger": "reported_idle", "source": S.PERFORMING, "dest": S.IDLE, "after": "record_idle"},
+    {"trigger": "reported_idle", "source": S.STOPPING, "dest": None, "after": "record_idle"},
     {"trigger": "reported_performing", "source": [S.SPAWNING, S.IDLE], "dest": S.PERFORMING,
-     "after": "record_reading"},
+     "after": "record_perform"},
     {"trigger": "reported_performing", "source": S.PERFORMING, "dest": None,
-     "after": "record_reading"},
+     "after": "record_perform"},
     {"trigger": "reported_performing", "source": S.STOPPING, "dest": None,
-     "after": "record_count"},
+     "after": "record_perform"},
+    {"trigger": "performs_failed", "source": UNREAPED, "dest": None,
+     "after": "record_failures"},
     # the master's decisions
     {"trigger": "stop_requested", "source": ACTIVE, "dest": S.STOPPING, "after": "send_quit"},
     {"trigger": "stop_requested", "source": S.STOPPING, "dest": None},
@@ -113,7 +112,12 @@ WORKER_TRANSITIONS: list[dict[str, Any]] = [
      "after": "abort_setup"},
     {"trigger": "deadline_passed", "source": S.PERFORMING, "dest": S.STOPPING,
      "after": "abort_perform"},
-    {"trigger": "deadline_passed", "source": S.STOPPING, "dest": None, "after": "send_kill"},
+    {"trigger": "deadline_passed", "source": S.STOPPING, "dest": None,
+     "conditions": "timeout_passed", "unless": "set_up", "after": "abort_setup"},
+    {"trigger": "deadline_passed", "source": S.STOPPING, "dest": None,
+     "conditions": ["timeout_passed", "set_up"], "after": "abort_perform"},
+    {"trigger": "deadline_passed", "source": S.STOPPING, "dest": None,
+     "unless": "timeout_passed", "after": "send_kill"},
     # the adapter reaped the pid: the guards say how the worker ended
     {"trigger": "exited", "source": ACTIVE, "dest": S.DEAD,
      "conditions": ["exited_cleanly", "reached_max_performs"], "after": "end_retired"},
@@ -136,20 +140,19 @@ WORKER_TRIGGERS: tuple[str, ...] = tuple(
 )
 
 
-def describe_status(status: int) -> str:
-    """``ChildExited.status`` in words: an exit code, or the number of a fatal signal."""
-    return f"killed by signal {-status}" if status < 0 else f"exit status {status}"
-
-
 class Worker:
     """One worker process, as the master knows it: a model of the shared worker machine.
 
     Fields are data the tables' guards and the supervisor's rules read: ``pid`` (``None``
-    until forked), ``deadline`` (the one time that matters in the current state),
-    ``stop_signal`` (the soft signal it was sent, if any), ``generation`` (bumped by every
-    reload, so a reload knows which workers are old), ``serial`` (its place in spawn
-    order, which the roster sets: rules that pick among workers go in that order),
-    ``outcome`` (how it ended, or for a timed-out worker how it will be counted).
+    until forked), ``timeout_at`` and ``kill_at`` (its two clocks; ``deadline`` is the
+    earlier), ``set_up`` (a reading said its setup finished), ``busy`` (the latest
+    reading said it was performing), ``stop_signal`` (the soft signal it was sent, if
+    any), ``killed_for`` (why the master gave up on it: ``timeout``, ``graceful_timeout``
+    or ``kill_timeout``), ``interrupted`` (it was performing when sent TERM, ABRT or
+    KILL), ``performs`` and ``failures`` (the highest counts seen), ``generation``
+    (bumped by every reload, so a reload knows which workers are old), ``serial`` (its
+    place in spawn order, which the roster sets: rules that pick among workers go in that
+    order), ``outcome`` (how it ended, or for a timed-out worker how it will be counted).
     """
 
     state: WorkerState
@@ -163,14 +166,31 @@ class Worker:
         self.context = context
         self.pid: int | None = None
         self.forked_at: float | None = None
-        self.deadline: float | None = None
+        self.setup_seconds: float | None = None  # the setup timeout it was forked with
+        self.timeout_at: float | None = None
+        self.kill_at: float | None = None
+        self.set_up = False
+        self.busy = False
         self.performs = 0
+        self.failures = 0
         self.stop_signal: Sig | None = None
+        self.killed_for: str | None = None
+        self.interrupted = False
         self.serial = 0
         self.outcome: Outcome | None = None
 
     def __repr__(self) -> str:
         return f"<Worker {self.label} {self.state}>"
+
+    def __getattr__(self, name: str) -> Any:
+        """The exited and timeout rows' guards and callbacks, from ``outcomes``' tables."""
+        if name in EXIT_GUARDS:
+            return partial(EXIT_GUARDS[name], self)
+        if name in ENDS:
+            return partial(self._end, ENDS[name])
+        if name in ABORTS:
+            return partial(self._abort, ABORTS[name])
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def label(self) -> str:
@@ -183,37 +203,36 @@ class Worker:
         return self.state in ACTIVE
 
     @property
+    def deadline(self) -> float | None:
+        """The one time that matters next: the earlier of its timeout and its stop's."""
+        times = [when for when in (self.timeout_at, self.kill_at) if when is not None]
+        return min(times, default=None)
+
+    @property
     def worn_out(self) -> bool:
         """It has done ``max_performs`` performs: time to retire it."""
-        return self._at_limit(self.performs)
+        limit = self.settings.max_performs
+        return limit is not None and self.performs >= limit
 
     def count_at_exit(self, performs: int | None) -> int:
         """Its final count of performs: the highest seen, the exit's own included."""
         return self.performs if performs is None else max(self.performs, performs)
 
-    def _at_limit(self, performs: int) -> bool:
-        limit = self.settings.max_performs
-        return limit is not None and performs >= limit
-
-    # guards -------------------------------------------------------------------------
+    # guards (and ``set_up``, a plain field; the exit guards are in ``outcomes``) -----------
 
     def told_to_quit(self, *_: Any) -> bool:
         """Stopping gracefully (QUIT sent, KILL not yet), so a quick stop may overtake it."""
-        return self.stop_signal is Sig.QUIT and self.deadline is not None
-
-    def exited_cleanly(self, status: int, performs: int | None = None) -> bool:
-        """Status 0 after at least one perform (before any, it did nothing useful)."""
-        return status == 0 and self.count_at_exit(performs) > 0
-
-    def reached_max_performs(self, status: int, performs: int | None = None) -> bool:
-        return self._at_limit(self.count_at_exit(performs))
-
-    def killed_by_signal(self, status: int, performs: int | None = None) -> bool:
-        return status < 0
+        return self.stop_signal is Sig.QUIT and self.kill_at is not None
 
     def timed_out(self, *_: Any) -> bool:
-        """Its deadline passed: the master gave up on it and gave the verdict then."""
+        """Its timeout passed: the master gave up on it and gave the verdict then."""
         return self.outcome is not None
+
+    def timeout_passed(self, *_: Any) -> bool:
+        """Stopping, its setup or perform timeout passed and its stop deadline has not."""
+        now = self.context.now
+        return (self.timeout_at is not None and self.timeout_at <= now
+                and (self.kill_at is None or now < self.kill_at))
 
     # callbacks: set fields, append effects ----------------------------------------------
 
@@ -221,101 +240,86 @@ class Worker:
         now = self.context.now
         self.pid = pid
         self.forked_at = now
-        timeout = self.settings.setup_timeout
-        self.deadline = None if timeout is None else now + timeout
+        self.setup_seconds = self.settings.setup_timeout
+        self.timeout_at = None if self.setup_seconds is None else now + self.setup_seconds
 
-    def record_count(self, heartbeat_at: float, performs: int) -> None:
-        """A reading while stopping: only its count matters."""
+    def record_idle(self, heartbeat_at: float, performs: int) -> None:
+        """A reading of idle: setup is over, no perform runs, so no timeout either."""
         self.performs = max(self.performs, performs)
+        self.set_up, self.busy = True, False
+        self.timeout_at = None
 
-    def record_reading(self, heartbeat_at: float, performs: int) -> None:
-        """Keep the latest reading; the perform deadline runs from the last heartbeat."""
+    def record_perform(self, heartbeat_at: float, performs: int) -> None:
+        """A reading of performing: the perform deadline runs from the last heartbeat,
+        also while the worker is being stopped, until the master gave up on it."""
         self.performs = max(self.performs, performs)
+        self.set_up, self.busy = True, True
         timeout = self.settings.timeout
-        performing = self.state is S.PERFORMING and timeout is not None
-        self.deadline = heartbeat_at + timeout if performing else None
+        if self.killed_for is None:
+            self.timeout_at = None if timeout is None else heartbeat_at + timeout
+
+    def record_failures(self, failures: int) -> None:
+        """The worker's count of failed performs rose to ``failures`` (the supervisor
+        counts the rise toward the restart intensity)."""
+        rise, self.failures = failures - self.failures, failures
+        what = "perform failed" if rise == 1 else "performs failed"
+        self.context.emit(Log("error", f"worker {self.label} {rise} {what} "
+                                       f"({failures} in all)"))
 
     def _send_soft(self, signo: Sig, grace: float) -> None:
         self.stop_signal = signo
-        self.deadline = self.context.now + grace
+        self.kill_at = self.context.now + grace
         self.context.emit(Kill(self._pid(), signo))
 
     def send_quit(self) -> None:
         self._send_soft(Sig.QUIT, self.settings.graceful_timeout)
 
     def send_term(self) -> None:
+        self.interrupted = self.interrupted or self.busy
         self._send_soft(Sig.TERM, self.settings.kill_timeout)
 
     def overtake_with_term(self) -> None:
         """A quick stop after a graceful one: TERM now, and KILL no later than before."""
-        earlier = self.deadline  # not None: told_to_quit guards this row
+        earlier = self.kill_at  # not None: told_to_quit guards this row
         self.send_term()
-        self.deadline = min(self.context.now + self.settings.kill_timeout, earlier)
+        self.kill_at = min(self.context.now + self.settings.kill_timeout, earlier)
 
-    def abort_setup(self) -> None:
-        """Setup took longer than ``setup_timeout``: the setup failed; dump, then KILL."""
-        self._abort(Outcome.SETUP_FAILED,
-                    f"timed out in setup after {self.settings.setup_timeout:g}s (setup failed); ")
-
-    def abort_perform(self) -> None:
-        """A perform went past ``timeout``: it timed out; dump, then KILL."""
-        self._abort(Outcome.TIMED_OUT, "timed out; ")
-
-    def _abort(self, verdict: Outcome, why: str) -> None:
-        self.outcome = verdict
-        self.context.emit(Log("error", f"worker {self.label} {why}dumping its stack (ABRT)"))
-        self._send_soft(Sig.ABRT, self.settings.kill_timeout)
+    def _abort(self, abort: Abort) -> None:
+        """A timeout passed: the verdict now; ABRT (a dump, then the worker kills its own
+        group), and KILL after the dump grace if it is still there."""
+        self.outcome = abort.verdict
+        self.killed_for = "timeout"
+        self.interrupted = self.interrupted or self.busy
+        self.timeout_at = None
+        self.context.emit(Log("error", f"worker {self.label} {abort.why(self)}dumping its "
+                                       "stack (ABRT)"))
+        self._send_soft(Sig.ABRT, DUMP_GRACE)
 
     def send_kill(self) -> None:
-        self.deadline = None
+        self.timeout_at = self.kill_at = None
+        if self.killed_for is None:
+            quit_ = self.stop_signal is Sig.QUIT
+            self.killed_for = "graceful_timeout" if quit_ else "kill_timeout"
+        self.interrupted = self.interrupted or self.busy
         self.context.emit(Log("warning", f"worker {self.label} did not stop in time; KILL"))
         self.context.emit(Kill(self._pid(), Sig.KILL))
 
     def forward_signal(self, signo: Sig) -> None:
         self.context.emit(Kill(self._pid(), signo))
 
-    # the ends: one callback per exited row ----------------------------------------------
+    # the ends: the exited rows' callbacks are ``outcomes.ENDS`` -----------------------------
 
     def end_unforked(self, error: str) -> None:
         self.outcome = Outcome.FORK_FAILED
         self.context.emit(Log("error", f"worker {self.label} fork failed: {error}"))
 
-    def end_retired(self, status: int, performs: int | None = None) -> None:
-        self._end(Outcome.RETIRED, status, performs, "info",
-                  f"after {self.count_at_exit(performs)} performs (max_performs)")
-
-    def end_exited(self, status: int, performs: int | None = None) -> None:
-        self._end(Outcome.EXITED, status, performs, "info",
-                  f"by itself after {self.count_at_exit(performs)} performs")
-
-    def end_in_setup(self, status: int, performs: int | None = None) -> None:
-        self._end(Outcome.SETUP_FAILED, status, performs, "error",
-                  f"({describe_status(status)})")
-
-    def end_killed(self, status: int, performs: int | None = None) -> None:
-        self._end(Outcome.KILLED, status, performs, "error",
-                  f"by signal {-status}, which the master did not send")
-
-    def end_crashed(self, status: int, performs: int | None = None) -> None:
-        before = " before any perform" if status == 0 else ""
-        self._end(Outcome.CRASHED, status, performs, "error",
-                  f"({describe_status(status)}{before})")
-
-    def end_stopped(self, status: int, performs: int | None = None) -> None:
-        self._end(Outcome.RETIRED, status, performs, "info",
-                  f"as asked ({self.stop_signal}; {describe_status(status)})")
-
-    def end_after_timeout(self, status: int, performs: int | None = None) -> None:
-        assert self.outcome is not None  # timed_out guards this row
-        self._end(self.outcome, status, performs, "warning",
-                  f"and is gone ({describe_status(status)})")
-
-    def _end(self, outcome: Outcome, status: int, performs: int | None, level: str,
-             details: str) -> None:
+    def _end(self, ending: Ending, status: int, performs: int | None = None) -> None:
         self.performs = self.count_at_exit(performs)
-        self.outcome = outcome
-        self.deadline = None
-        self.context.emit(Log(level, f"worker {self.label} {outcome} {details}"))
+        if ending.outcome is not None:
+            self.outcome = ending.outcome
+        self.timeout_at = self.kill_at = None
+        words = ending.words(self, status, self.performs)
+        self.context.emit(Log(ending.level, f"worker {self.label} {self.outcome} {words}"))
         self.context.emit(RunHook("on_worker_exit", (self._pid(), status)))
 
     def _pid(self) -> int:
