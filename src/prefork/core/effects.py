@@ -19,10 +19,15 @@ class Effect:
 
 @dataclass(frozen=True)
 class Spawn(Effect):
-    """Fork a worker for ``slot`` of ``group``; answer with ``Forked`` or ``ForkFailed``."""
+    """Fork a worker for ``slot`` of ``group``; answer with ``Forked`` or ``ForkFailed``.
+
+    ``held``: the workers are on hold (USR2, no CONT since), so the new one starts held,
+    as if it had been sent USR2 before its first perform.
+    """
 
     group: str
     slot: int
+    held: bool = False
 
 
 @dataclass(frozen=True)

@@ -47,13 +47,12 @@ from transitions import Machine
 from prefork.core.context import MachineContext
 from prefork.core.core_options import MASTER_OPTIONS
 from prefork.core.effects import Exit, Log, Notify, ReadConfig, ReopenLogs, Reply, RunHook
-from prefork.core.outcomes import describe_status
-from prefork.core.report import StopReport
 from prefork.core.restarts import RestartPolicy
 from prefork.core.roster import Roster
 from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
 from prefork.core.snapshot import Snapshot, take_snapshot
+from prefork.core.worker_machine import describe_status
 
 
 class MasterState(StrEnum):
@@ -221,9 +220,8 @@ class MasterModel:
         self.restarts = restarts
         self.has_terminal = False  # Boot says; a guard, read as a plain attribute
         self.exit_code = 0
-        self.gave_up: str | None = None  # why the master gave up on a crash loop
-        self.report = StopReport()  # the workers the stop ended
         self.awaiting_config: str | None = None  # a ReadConfig not answered yet
+        self.holding = False  # USR2 came after the last CONT: new workers start held
         Machine(model=self, states=MasterState, transitions=MASTER_TRANSITIONS,
                 initial=MasterState.BOOTING, auto_transitions=False,
                 ignore_invalid_triggers=False)
@@ -347,6 +345,8 @@ class MasterModel:
         self.forward_to_workers(signo)
 
     def forward_to_workers(self, signo: Sig) -> None:
+        if signo in (Sig.USR2, Sig.CONT):  # a hold is remembered for the workers to come
+            self.holding = signo is Sig.USR2
         for worker in self.roster.workers:
             self.roster.change(worker, "signal_forwarded", signo)
 
@@ -355,14 +355,11 @@ class MasterModel:
 
     def give_up(self, *_: Any) -> None:
         self.exit_code = 1
-        self.gave_up = (f"more than {self.config.max_restarts} crashes in "
-                        f"{self.config.restart_period:g}s")
-        self.context.emit(Log("error", f"{self.gave_up}: giving up"))
+        self.context.emit(Log("error", f"more than {self.config.max_restarts} crashes in "
+                                       f"{self.config.restart_period:g}s: giving up"))
         self.terminate_all_workers()
 
     def exit(self, *_: Any) -> None:
-        """The shutdown report, the last line before Exit."""
-        self.context.emit(Log("info", self.report.line(self.exit_code, self.gave_up)))
         self.context.emit(Exit(self.exit_code))
 
     # what the rows and the supervisor share -----------------------------------------------
@@ -377,7 +374,7 @@ class MasterModel:
             return False
         due = self.roster.due_vacancies(self.context.now)
         for group, slot in due:
-            self.roster.enlist(self.config.group(group), slot)
+            self.roster.enlist(self.config.group(group), slot, self.holding)
         return bool(due)
 
     def status_line(self) -> str | None:

@@ -94,8 +94,9 @@ class Roster:
 
     # the door -----------------------------------------------------------------------
 
-    def enlist(self, settings: GroupConfig, slot: int) -> Worker:
-        """A new worker for ``slot``: run the ``before_fork`` hook, then ask for the fork."""
+    def enlist(self, settings: GroupConfig, slot: int, held: bool = False) -> Worker:
+        """A new worker for ``slot``: run the ``before_fork`` hook, then ask for the fork
+        (``held``: to start on hold)."""
         worker = Worker(settings, slot, self.generation, self.context)
         self._serial += 1
         worker.serial = self._serial
@@ -106,7 +107,7 @@ class Roster:
         self._active[key] = worker
         self._vacant.pop(key, None)
         self.context.emit(RunHook("before_fork", key))
-        self.context.emit(Spawn(worker.group, slot))
+        self.context.emit(Spawn(worker.group, slot, held))
         return worker
 
     def change(self, worker: Worker, trigger: str, *args: Any) -> None:
