@@ -60,8 +60,6 @@ def hung_perform(run, strategy):
 
 
 @pytest.mark.timeout(40)
-@pytest.mark.xfail(strict=True, reason="issue 10: a timed-out worker gets ABRT and is KILLed "
-                   "only kill_timeout later; the dump says 'Fatal Python error'")
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_a_hung_perform_is_dumped_and_its_group_killed_at_once(pool, strategy) -> None:
     timeout, kill_timeout = 1.0, 10.0
@@ -97,8 +95,6 @@ def test_a_hung_perform_is_dumped_and_its_group_killed_at_once(pool, strategy) -
 
 
 @pytest.mark.timeout(40)
-@pytest.mark.xfail(strict=True, reason="issue 10: after QUIT the perform timeout no longer "
-                   "applies (the hung perform waits for graceful_timeout)")
 def test_the_perform_timeout_applies_during_a_graceful_stop(pool) -> None:
     timeout, graceful = 1.0, 20.0
     run = pool("fault_jobs:Hang", "--workers", "1", "--timeout", str(timeout),

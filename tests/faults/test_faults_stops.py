@@ -93,7 +93,6 @@ def test_term_to_every_process_interrupts_performs_and_runs_finally(pool, strate
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(strict=True, reason="issue 10: no shutdown report")
 def test_a_stop_ends_with_one_shutdown_report(pool) -> None:
     run = pool("fault_jobs:Steady", "--workers", "3", PERFORM_SECONDS="0.5")
     workers = run.workers_up(3)
@@ -110,8 +109,6 @@ def test_a_stop_ends_with_one_shutdown_report(pool) -> None:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(strict=True, reason="issue 10: a worker that exits 0 on its own is logged "
-                   "as an ERROR crash")
 def test_a_worker_exiting_0_on_its_own_is_a_retirement(pool) -> None:
     run = pool("fault_jobs:ExitZero", "--workers", "1")
     with cleaned_up_on_failure(run, set()):
