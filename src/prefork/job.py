@@ -170,8 +170,8 @@ class BoundJob(NamedTuple):
     ``forking`` strategy only: ``take()`` runs in the worker before each perform child is
     forked, to take the unit of work the child will perform (the job keeps it on itself,
     and the child inherits it); when it returns ``IDLE`` no child is forked. After the
-    child is reaped, ``settle(status)`` runs in the worker with the child's wait status
-    (0: it succeeded), so that the worker can account for work the child took with it
+    child is reaped, ``settle(pid, status)`` runs in the worker with the child's pid and
+    wait status (0: it succeeded), so that the worker can account for work the child took with it
     (RQ's work-horse model: the job is taken and accounted for by the worker, and run in
     the child).
     """
@@ -180,7 +180,7 @@ class BoundJob(NamedTuple):
     perform: Callable[[], object]
     teardown: Callable[[], object]
     take: Callable[[], object] | None = None
-    settle: Callable[[int], object] | None = None
+    settle: Callable[[int, int], object] | None = None
 
 
 def _nothing() -> None:

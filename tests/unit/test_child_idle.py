@@ -146,7 +146,7 @@ def test_a_forked_perform_that_returns_idle_is_not_counted_nor_a_failure() -> No
                 os.environ.pop("PREFORK_TEST_IDLE", None)  # the next children find work
 
         worker.bound = BoundJob(lambda: None, perform, lambda: None, None,
-                                lambda status: after_each_child())
+                                lambda pid, status: after_each_child())
         forking_loop(worker, perform)
     finally:
         os.environ.pop("PREFORK_TEST_IDLE", None)
@@ -184,7 +184,8 @@ class Taker(Job):
         if self.taken == "crash":
             os._exit(3)
 
-    def settle(self, status: int) -> None:
+    def settle(self, pid: int, status: int) -> None:
+        assert pid != os.getpid()
         self.settled.append((self.taken, status))
         self.taken = None
 

@@ -182,8 +182,8 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
     just before the call would wait for the child to end by itself. A child that
     failed is logged once, counted and backed off (``runtime.perform_child_failed``);
     the first that succeeds after it ends the run (``perform_child_recovered``). A job
-    with ``take()`` and ``settle(status)`` (``BoundJob``) takes its unit of work in the
-    worker before each fork, and accounts for it after the child is reaped, as RQ's
+    with ``take()`` and ``settle(pid, status)`` (``BoundJob``) takes its unit of work in
+    the worker before each fork, and accounts for it after the child is reaped, as RQ's
     worker does around its work horse.
 
     What a perform costs beyond a bare fork/_exit/waitpid is mostly pages: each fork
@@ -300,7 +300,7 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
                 status = wait_for_child(pid, mask)
                 state[0] = IDLE
                 if settle is not None:
-                    settle(status)
+                    settle(pid, status)
                 if status:
                     if status == idle_status:  # it found no work: not counted
                         context.idling = True
