@@ -47,12 +47,13 @@ from transitions import Machine
 from prefork.core.context import MachineContext
 from prefork.core.core_options import MASTER_OPTIONS
 from prefork.core.effects import Exit, Log, Notify, ReadConfig, ReopenLogs, Reply, RunHook
+from prefork.core.outcomes import describe_status
+from prefork.core.report import StopReport
 from prefork.core.restarts import RestartPolicy
 from prefork.core.roster import Roster
 from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
 from prefork.core.snapshot import Snapshot, take_snapshot
-from prefork.core.worker_machine import describe_status
 
 
 class MasterState(StrEnum):
@@ -220,6 +221,8 @@ class MasterModel:
         self.restarts = restarts
         self.has_terminal = False  # Boot says; a guard, read as a plain attribute
         self.exit_code = 0
+        self.gave_up: str | None = None  # why the master gave up on a crash loop
+        self.report = StopReport()  # the workers the stop ended
         self.awaiting_config: str | None = None  # a ReadConfig not answered yet
         self.holding = False  # USR2 came after the last CONT: new workers start held
         Machine(model=self, states=MasterState, transitions=MASTER_TRANSITIONS,
@@ -355,11 +358,14 @@ class MasterModel:
 
     def give_up(self, *_: Any) -> None:
         self.exit_code = 1
-        self.context.emit(Log("error", f"more than {self.config.max_restarts} crashes in "
-                                       f"{self.config.restart_period:g}s: giving up"))
+        self.gave_up = (f"more than {self.config.max_restarts} crashes in "
+                        f"{self.config.restart_period:g}s")
+        self.context.emit(Log("error", f"{self.gave_up}: giving up"))
         self.terminate_all_workers()
 
     def exit(self, *_: Any) -> None:
+        """The shutdown report, the last line before Exit."""
+        self.context.emit(Log("info", self.report.line(self.exit_code, self.gave_up)))
         self.context.emit(Exit(self.exit_code))
 
     # what the rows and the supervisor share -----------------------------------------------
