@@ -255,3 +255,31 @@ def test_check_config_on_a_bad_file_says_why_in_one_line(tmp_path) -> None:
     assert done.stdout == ""
     assert done.stderr == (f"prefork: pool.\"high,default\".workers='two': must be a whole "
                            f"number >= 0 (in {config})\n")
+
+
+def test_a_hold_applies_to_every_pool_and_is_remembered_across_a_ttin(prefork_run,
+                                                                      tmp_path) -> None:
+    config = tmp_path / "pools.toml"
+    config.write_text('[pool.mail]\njob = "jobs:Sleepy"\nworkers = 1\n'
+                      '[pool.sms]\njob = "jobs:Sleepy"\nworkers = 1\n')
+    pool = prefork_run("-c", str(config))
+    before = wait_for_counts(pool, {"mail": 1, "sms": 1}, "both pools")
+    pids = before["mail"] | before["sms"]
+    pool.kill("USR2")
+    pool.expect(r"master got USR2")
+    for pid in pids:
+        wait_for(lambda pid=pid: f"pid={pid} holding (USR2)" in pool.output(), 5,
+                 f"worker {pid} to hold")
+    pool.kill("TTIN")
+    pool.expect(r"group mail: 1 -> 2 workers")
+    [new] = wait_for_counts(pool, {"mail": 2, "sms": 1}, "the new worker")["mail"] - pids
+    wait_for(lambda: f"pid={new} holding (USR2)" in pool.output(), 5, "the new one to hold")
+    time.sleep(0.3)
+    assert not pool.marker_lines(f"starts.{new}"), "a worker started during a hold is held"
+    pool.kill("CONT")
+    wait_for(lambda: len(pool.marker_lines(f"ends.{new}")) >= 2, 5, "the new one to perform")
+    for pid in pids:
+        wait_for(lambda pid=pid: f"pid={pid} resuming (CONT)" in pool.output(), 5,
+                 f"worker {pid} to go on")
+    pool.kill("QUIT")
+    assert pool.wait() == 0

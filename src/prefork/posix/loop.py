@@ -480,6 +480,8 @@ class PosixLoop:
 
     def _become_worker(self, effect: Spawn, index: int, mask: set[int]) -> int:
         """In the child: drop the master's machinery, then run the worker."""
+        if effect.held:  # on hold (USR2): pending, blocked, until the worker's own handler
+            os.kill(os.getpid(), signum(Sig.USR2))
         if self.signals is not None:
             self.signals.reset_in_child()
         self.children.close_in_child()
