@@ -123,6 +123,8 @@ class PoolChecker:
         # INV-11: failures by class, as the documented classes count them
         self.failures: Counter[str] = Counter()
         self.failures_seen: dict[int, int] = {}  # process serial -> highest count read
+        # back-off: process serial -> when the core first read it idle or performing
+        self.ready_at: dict[int, float] = {}
         sim.listeners.append(self.on_step)
 
     def flag(self, invariant: int, step: Step, message: str) -> None:
@@ -205,12 +207,15 @@ class PoolChecker:
         0 once the core saw it ready, or after some performs), or a setup or perform that
         times out (counted when the core sends ABRT, so the replacement is backed off
         too). A failed perform (a rise of the worker's count) counts toward the intensity
-        only. A reading of a worker that has done performs ends its slot's streak.
+        only. A reading of a worker that has done performs, or the exit of a live one
+        that has, ends its slot's streak; so does a crash of a worker that had been ready
+        (since the core's first reading of it idle or performing) for
+        ``restart_backoff_max``; a worker never read ready never ran long enough.
         """
         event, now, process = step.event, self.sim.supervisor.now, step.process
         if isinstance(event, ForkFailed):
             self.failures["fork failed"] += 1
-            self._crash(step, (event.group, event.slot), uptime=0.0, performs=0)
+            self._crash(step, (event.group, event.slot), uptime=None, performs=0)
         elif isinstance(event, Tick):
             for effect in step.effects:
                 timed_out = self.sim.table.get(effect.pid) if (
@@ -221,11 +226,13 @@ class PoolChecker:
                     # performs seen while it was live ended its slot's streak then; a
                     # worker already stopping has a successor, whose failures count on
                     performs = 0 if timed_out.told_to_stop else timed_out.reported_performs
-                    self._crash(step, self._slot(timed_out), uptime=now - timed_out.forked_at,
+                    self._crash(step, self._slot(timed_out), uptime=self._up(timed_out),
                                 performs=performs)
         elif process is None or process.stray:
             return
         elif isinstance(event, Observed):
+            if event.state in READY:
+                self.ready_at.setdefault(process.serial, now)
             seen = self.failures_seen.get(process.serial, 0)
             if event.failures > seen:
                 self.failures_seen[process.serial] = event.failures
@@ -236,11 +243,12 @@ class PoolChecker:
         elif isinstance(event, ChildExited) and not process.told_to_stop:
             ready = process.reported_state in READY
             if process.status == 0 and (ready or process.reported_performs > 0):
-                self.slots.pop(self._slot(process), None)  # it retired by itself
+                if process.reported_performs > 0:  # it retired by itself, having worked
+                    self.slots.pop(self._slot(process), None)
             else:
                 self.failures["setup failed" if not ready else
                               "killed" if event.status < 0 else "crashed"] += 1
-                self._crash(step, self._slot(process), uptime=now - process.forked_at,
+                self._crash(step, self._slot(process), uptime=self._up(process),
                             performs=process.reported_performs)
 
     def _check_failure_counts(self, step: Step) -> None:
@@ -304,10 +312,17 @@ class PoolChecker:
         assert process.group is not None and process.slot is not None
         return (process.group, process.slot)
 
-    def _crash(self, step: Step, key: tuple[str, int], *, uptime: float, performs: int) -> None:
+    def _up(self, process: SimProcess) -> float | None:
+        """How long the core has known ``process`` ready (``None``: never)."""
+        since = self.ready_at.get(process.serial)
+        return None if since is None else self.sim.supervisor.now - since
+
+    def _crash(self, step: Step, key: tuple[str, int], *, uptime: float | None,
+               performs: int) -> None:
         config, now = self.sim.supervisor.config, self.sim.supervisor.now
         streak = self.slots.get(key, (0, 0.0))[0]
-        if performs > 0 or uptime >= config.groups[0].restart_backoff_max:
+        ran_long = uptime is not None and uptime >= config.groups[0].restart_backoff_max
+        if performs > 0 or ran_long:
             streak = 0
         streak += 1
         delay = expected_backoff(streak, config)

@@ -179,9 +179,36 @@ def test_a_long_lived_worker_resets_the_backoff() -> None:
     driver.send(ChildExited(pid, 1, at=1))
     driver.send(Tick(3))
     (pid,) = driver.pids()
-    driver.send(Observed(pid, IDLE, at=4))
-    effects = driver.send(ChildExited(pid, 1, at=3 + 10))
+    driver.send(Observed(pid, IDLE, at=4))  # ready at 4: its time up counts from then
+    effects = driver.send(ChildExited(pid, 1, at=4 + 10))
     assert Spawn("default", 0) in effects
+
+
+def test_time_up_counts_from_the_first_ready_reading_not_from_the_fork() -> None:
+    driver = booted(workers=1, restart_backoff=2, restart_backoff_max=10)
+    (pid,) = driver.pids()
+    driver.send(ChildExited(pid, 1, at=1))
+    (pid,) = driver.pids()  # forked at 1, ready at 9: up 10s since the fork, 2s ready
+    driver.send(Observed(pid, IDLE, at=9))
+    effects = driver.send(ChildExited(pid, 1, at=11))
+    assert Log("warning", "slot default.0 failed 2 times in a row; respawn in 2s") in effects
+    assert not driver.of(Spawn)
+
+
+def test_a_worker_that_never_became_ready_never_ends_a_run_of_failures() -> None:
+    # a setup that hangs for longer than restart_backoff_max, timed out again and again
+    driver = booted(workers=1, setup_timeout=20, restart_backoff=1, restart_backoff_max=4)
+    delays = []
+    for _ in range(4):
+        (worker,) = driver.core.active_workers()
+        deadline = worker.deadline
+        effects = driver.send(Tick(deadline))
+        assert Kill(worker.pid, Sig.ABRT) in effects
+        delays += [line.message.rsplit(" ", 1)[-1] for line in driver.of(Log)
+                   if "respawn in" in line.message]
+        driver.send(ChildExited(worker.pid, -9, at=deadline))
+        driver.send(Tick(deadline + 4))  # the back-off is over: the slot is refilled
+    assert delays == ["1s", "2s", "4s"]
 
 
 def test_a_clean_exit_after_performs_is_a_retirement_not_a_crash() -> None:
@@ -214,6 +241,7 @@ def test_intensity_counts_only_crashes_inside_the_period() -> None:
         (pid,) = driver.pids()
         driver.send(ChildExited(pid, 1, at=at))
         assert driver.core.state is MasterState.RUNNING, at
+        driver.send(Observed(*driver.pids(), IDLE, at=at))  # ready: each ran long enough
     (pid,) = driver.pids()
     driver.send(ChildExited(pid, 1, at=17))
     assert driver.core.state is MasterState.STOPPED

@@ -45,6 +45,16 @@ def test_a_worker_that_performed_or_lived_long_ends_the_run() -> None:
     assert policy.history("fast", 0).failures == 1
 
 
+def test_a_worker_never_ready_never_lived_long_enough() -> None:
+    policy = RestartPolicy(PoolConfig())
+    policy.failed(Outcome.SETUP_FAILED, FAST, 0, 100.0, uptime=None)
+    lines = policy.failed(Outcome.SETUP_FAILED, FAST, 0, 200.0, uptime=None)
+    assert [line.message for line in lines] == [
+        "slot fast.0 failed 2 times in a row; respawn in 1s"]
+    policy.failed(Outcome.CRASHED, FAST, 0, 300.0, uptime=4.0)
+    assert policy.history("fast", 0).failures == 1  # ready for 4s, the cap: a new run
+
+
 def test_the_intensity_counts_failures_inside_the_period_only() -> None:
     intensity = RestartIntensity(max_restarts=1, period=10)
     intensity.record(0.0)

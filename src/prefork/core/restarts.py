@@ -6,7 +6,9 @@ Two rules, both pure arithmetic over the failures they are told about:
   (a worker killed by an operator comes straight back); each further failure in a row
   waits ``restart_backoff``, doubling, capped at ``restart_backoff_max`` (the group's own
   options). A run of failures ends when a live worker of the slot is seen to have
-  performed, or when a worker that failed had lived at least ``restart_backoff_max``.
+  performed, or when a worker that failed had been ready (since its first reading of
+  idle or performing) at least ``restart_backoff_max``. A worker that never finished its
+  setup never ran long enough, however long it hung in it.
 * **Intensity**, for the whole master (OTP-style): more than ``max_restarts`` failures
   within ``restart_period`` seconds, and the master gives up.
 
@@ -73,10 +75,13 @@ class GroupBackoff:
 
     slots: dict[int, SlotHistory] = field(default_factory=dict)
 
-    def failed(self, slot: int, settings: GroupConfig, now: float, uptime: float) -> float:
-        """Count a failure of ``slot``; return the delay before it may be refilled."""
+    def failed(self, slot: int, settings: GroupConfig, now: float,
+               uptime: float | None) -> float:
+        """Count a failure of ``slot``; return the delay before it may be refilled.
+
+        ``uptime``: how long the worker had been ready (``None``: it never was)."""
         history = self.slots.setdefault(slot, SlotHistory())
-        if uptime >= settings.restart_backoff_max:  # it ran long enough to count as well
+        if uptime is not None and uptime >= settings.restart_backoff_max:  # it ran long enough
             history.failures = 0
         history.failures += 1
         delay = backoff_delay(history.failures, settings)
@@ -133,9 +138,10 @@ class RestartPolicy:
         return history.respawn_at if history else 0.0
 
     def failed(self, outcome: Outcome, settings: GroupConfig, slot: int, now: float,
-               uptime: float, count: int = 1) -> list[Log]:
+               uptime: float | None, count: int = 1) -> list[Log]:
         """Count ``count`` failures of one class; return what to log about the slot's
-        back-off (nothing if none)."""
+        back-off (nothing if none). ``uptime``: how long the worker had been ready
+        (``None``: it never finished its setup, so it never ran long enough)."""
         assert outcome in FAILURES, f"{outcome} is not a failure"
         backs_off, intense = COSTS[outcome]
         self.counted[outcome] += count

@@ -260,7 +260,7 @@ class Supervisor:
         if rise > 0:  # counted once: the worker keeps the highest count seen
             self.fire(worker, "performs_failed", event.failures)
             self.restarts.failed(Outcome.PERFORM_FAILED, worker.settings, worker.slot,
-                                 self.now, 0.0, count=rise)
+                                 self.now, None, count=rise)
         # Only a live worker ends its slot's run of failures: one already told to stop
         # (timed out, or of an older generation) may report performs done before the
         # slot's latest failures, and must not wipe the back-off they earned.
@@ -291,9 +291,8 @@ class Supervisor:
         self.fire(worker, trigger, *args)
         if worker.outcome is verdict or worker.outcome not in FAILURES:
             return
-        forked_at = worker.forked_at if worker.forked_at is not None else self.now
         for line in self.restarts.failed(worker.outcome, worker.settings, worker.slot,
-                                         self.now, self.now - forked_at):
+                                         self.now, worker.time_up(self.now)):
             self.context.emit(line)
         self.roster.reschedule(worker.group, worker.slot)
 

@@ -166,6 +166,7 @@ class Worker:
         self.context = context
         self.pid: int | None = None
         self.forked_at: float | None = None
+        self.ready_at: float | None = None  # its first reading of idle or performing
         self.setup_seconds: float | None = None  # the setup timeout it was forked with
         self.timeout_at: float | None = None
         self.kill_at: float | None = None
@@ -214,6 +215,10 @@ class Worker:
         limit = self.settings.max_performs
         return limit is not None and self.performs >= limit
 
+    def time_up(self, now: float) -> float | None:
+        """How long it has been ready (``None``: it never finished its setup)."""
+        return None if self.ready_at is None else now - self.ready_at
+
     def count_at_exit(self, performs: int | None) -> int:
         """Its final count of performs: the highest seen, the exit's own included."""
         return self.performs if performs is None else max(self.performs, performs)
@@ -243,17 +248,23 @@ class Worker:
         self.setup_seconds = self.settings.setup_timeout
         self.timeout_at = None if self.setup_seconds is None else now + self.setup_seconds
 
+    def _record_ready(self, performs: int, busy: bool) -> None:
+        """A reading of idle or performing: setup is over (the first such reading says
+        when the worker became ready)."""
+        self.performs = max(self.performs, performs)
+        if self.ready_at is None:
+            self.ready_at = self.context.now
+        self.set_up, self.busy = True, busy
+
     def record_idle(self, heartbeat_at: float, performs: int) -> None:
         """A reading of idle: setup is over, no perform runs, so no timeout either."""
-        self.performs = max(self.performs, performs)
-        self.set_up, self.busy = True, False
+        self._record_ready(performs, busy=False)
         self.timeout_at = None
 
     def record_perform(self, heartbeat_at: float, performs: int) -> None:
         """A reading of performing: the perform deadline runs from the last heartbeat,
         also while the worker is being stopped, until the master gave up on it."""
-        self.performs = max(self.performs, performs)
-        self.set_up, self.busy = True, True
+        self._record_ready(performs, busy=True)
         timeout = self.settings.timeout
         if self.killed_for is None:
             self.timeout_at = None if timeout is None else heartbeat_at + timeout
