@@ -42,18 +42,49 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prefork.child.process_machine import EXIT_FAILED, EXIT_OK, EXIT_PERFORM_RAISED
 from prefork.interrupts import Shutdown
 from prefork.job import IDLE as NO_WORK
+from prefork.job import Flags, WorkerContext
 from prefork.posix import process
 from prefork.posix.children import HAVE_PIDFD, exit_status
-from prefork.posix.scoreboard import IDLE, PERFORMING
+from prefork.posix.scoreboard import IDLE, PERFORMING, Slot
 from prefork.posix.signal_pipe import drain, raw_pthread_sigmask
 
-if TYPE_CHECKING:
-    from prefork.child.runtime import Runtime
+
+class LoopOptions(Protocol):
+    """The worker's options a perform loop reads (once, before its first batch)."""
+
+    max_performs: int | None
+    stamp_performs: bool
+    soft_timeout: float | None
+
+
+class Runtime(Protocol):
+    """What a perform loop is handed: the worker process's runtime, as the loops see it.
+
+    The loops read these attributes into locals once, then call ``start_batch`` and
+    ``end_batch`` at lifecycle moments and the ``perform_*`` reports on a failure only, so
+    that a perform costs no more than it did when the loops knew the runtime's class
+    (``prefork.child.runtime.Runtime``, which imports this module and satisfies this
+    protocol)."""
+
+    flags: Flags
+    slot: Slot
+    options: LoopOptions
+    context: WorkerContext
+    pid: int
+    wake_r: int
+    child: int | None  # the perform's process (forking strategy), and its pidfd
+    child_pidfd: int | None
+
+    def start_batch(self, done: int) -> bool: ...
+    def end_batch(self) -> None: ...
+    def perform_raised(self) -> None: ...
+    def perform_child_failed(self, pid: int, status: int) -> None: ...
+    def perform_child_recovered(self) -> None: ...
 
 Perform = Callable[[], object]
 # a perform child whose perform returned prefork.IDLE exits with this status (reserved:
