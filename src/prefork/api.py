@@ -61,6 +61,10 @@ class Master:
     flags; keyword arguments win over the file, at start and after every HUP. An unknown
     or bad one raises ``prefork.ConfigError`` naming it. docs/guide.md has the table.
 
+    Several pools: ``pools={"mail": prefork.Pool(Mailer, workers=4), ...}`` (then no
+    ``job``); the keyword arguments are the master's options and every pool's defaults,
+    and a ``Pool``'s own options win over them. TTIN and TTOU act on the first pool.
+
     Options (default; ``group``: each pool has its own; ``restart``: HUP cannot change it):
     """
 
@@ -335,6 +339,7 @@ def _signature() -> inspect.Signature:
     return inspect.Signature([
         inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
         inspect.Parameter("job", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+        inspect.Parameter("pools", keyword, default=None),
         *(inspect.Parameter(name, keyword, default=option.default)
           for name, option in BY_NAME.items() if name != "job"),
     ])

@@ -34,6 +34,14 @@ def test_the_signature_and_docstring_list_every_option() -> None:
             assert f"``{option.name}``" in doc
 
 
+def test_pools_are_a_documented_keyword() -> None:
+    parameters = inspect.signature(Master).parameters
+    assert parameters["pools"].default is None
+    assert "prefork.Pool(Mailer, workers=4)" in (inspect.getdoc(Master) or "")
+    master = Master(pools={"mail": prefork.Pool(perform, workers=0)})
+    assert master.settings.pool.group_names == ("mail",)
+
+
 def test_a_job_can_be_named_by_module_and_attribute() -> None:
     master = prefork.Master("logging:getLogger", workers=0)
     assert master.settings.group("default").job.target is logging.getLogger
