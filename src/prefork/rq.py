@@ -108,8 +108,8 @@ from rq.worker import SimpleWorker, WorkerStatus
 from prefork.interrupts import Shutdown
 from prefork.job import IDLE, Job
 
-__all__ = ["NestedAlarmDeathPenalty", "PreforkRQWorker", "RQJob", "redis_url_for",
-           "worker_name"]
+__all__ = ["NestedAlarmDeathPenalty", "PreforkRQWorker", "RQJob", "pool_job",
+           "redis_url_for", "worker_name"]
 
 log = logging.getLogger("prefork.rq")
 
@@ -157,6 +157,20 @@ def redis_url_for(pool: str | None = None, top: str | None = None,
     top-level ``redis_url``, else ``redis://localhost:6379/0``."""
     environ = os.environ if environ is None else environ  # type: ignore[assignment]
     return pool or environ.get("REDIS_URL") or top or DEFAULT_REDIS_URL  # type: ignore[union-attr]
+
+
+def pool_job(pool: str, queues: str | Sequence[str] | None = None,
+             redis_url: str | None = None, burst: bool = False,
+             top_redis_url: str | None = None, **options: Any) -> RQJob:
+    """The job of a resque-pool-style pool table: ``[pool."high,default"]``.
+
+    ``queues`` default to the pool's name split on commas (as resque-pool does); the
+    Redis URL is the pool's ``redis_url``, else ``$REDIS_URL``, else the file's top-level
+    ``redis_url`` (``top_redis_url``), else ``redis://localhost:6379/0``; the other
+    keyword arguments are ``RQJob``'s (``poll_timeout``, ``requeue_interrupted``...).
+    """
+    return RQJob(queues if queues is not None else pool,
+                 redis_url_for(redis_url, top_redis_url), burst=burst, **options)
 
 
 def queue_names(queues: str | Iterable[str]) -> list[str]:
