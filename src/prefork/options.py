@@ -682,7 +682,7 @@ def _group_settings(name: str, values: Mapping[tuple[str | None, str], Any],
                 layer, own = naming, True
             key, where = _key_and_where(name, "job", layer, own)
             value = _job_of(value, key, where, _running_job(running, name, value, master),
-                            imported)
+                            imported, fresh=running is not None)
         built[option.name] = value
     return GroupSettings(name=name, **built)
 
@@ -701,7 +701,9 @@ def _running_job(running: Settings | None, name: str, ref: object,
 
 
 def _job_of(job: object, label: str, where: str, kept: JobSpec | None,
-            imported: dict[str, object]) -> JobSpec:
+            imported: dict[str, object], fresh: bool = False) -> JobSpec:
+    """The job's spec: ``kept`` (a HUP keeps it), or ``job`` built, imported by name
+    (afresh on a HUP: at start, a module the program imported already is used as is)."""
     if kept is not None:
         return kept
     if job is None:
@@ -710,7 +712,7 @@ def _job_of(job: object, label: str, where: str, kept: JobSpec | None,
     try:
         if isinstance(job, str):
             if job not in imported:
-                imported[job] = import_job(job, fresh=True)
+                imported[job] = import_job(job, fresh=fresh)
             return job_spec(imported[job])
         return job_spec(job)
     except ConfigError as error:
@@ -737,7 +739,8 @@ def import_job(ref: str, fresh: bool = False) -> object:
         raise ConfigError("job", ref, "must be MODULE:ATTR, e.g. myapp.jobs:Mailer")
     if module_name.endswith(".py") or os.sep in module_name:
         path = os.path.abspath(module_name)
-        sys.path.insert(0, os.path.dirname(path))
+        if os.path.dirname(path) not in sys.path:  # once, not on every HUP
+            sys.path.insert(0, os.path.dirname(path))
         module_name = os.path.splitext(os.path.basename(path))[0]
     elif "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())

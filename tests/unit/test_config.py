@@ -423,6 +423,26 @@ def test_a_hup_imports_a_named_job_afresh_unless_preloaded(tmp_path, monkeypatch
         reread(fresh, str(config))
 
 
+def test_at_start_a_job_module_imported_already_is_used_as_is(tmp_path, monkeypatch) -> None:
+    """Master("myapp.jobs:Mailer") from inside myapp must not import myapp a second time."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "imported_once.py").write_text("def perform():\n    pass\n")
+    import imported_once  # type: ignore[import-not-found]
+
+    settings = build_settings("imported_once:perform")
+    assert settings.group("default").job.target is imported_once.perform
+    assert sys.modules["imported_once"] is imported_once
+
+
+def test_a_file_named_job_puts_its_directory_on_the_path_once(tmp_path) -> None:
+    (tmp_path / "by_path.py").write_text("def perform():\n    pass\n")
+    ref = f"{tmp_path}/by_path.py:perform"
+    import_job(ref)
+    import_job(ref, fresh=True)
+    assert sys.path.count(str(tmp_path)) == 1
+    sys.path.remove(str(tmp_path))
+
+
 @pytest.mark.parametrize(
     ("ref", "expected"),
     [("logging:getLogger('a.b')", "a.b"), ("logging:getLogger(name='c')", "c")],
