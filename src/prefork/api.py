@@ -201,7 +201,7 @@ class Master:
             handle_signals=mode == "run",
             set_titles=mode == "run",
             reopen_logs=_log_reopener(_absolute(settings.log_file), self.logger),
-            hooks=_master_hooks(settings, supervisor.snapshot),
+            hooks=_with_job_hooks(_master_hooks(settings, supervisor.snapshot), live),
             read_config=live.read_config,
             service=service,
         )
@@ -218,16 +218,32 @@ class _LiveSettings:
     def __init__(self, settings: Settings, logger: Any) -> None:
         self.logger = logger
         self.runtime: dict[str, RuntimeOptions] = {}
+        self.job_exit_hooks: dict[str, tuple[Callable[..., Any], ...]] = {}
         self._take(settings)
 
     def _take(self, settings: Settings) -> None:
         self.settings = settings
         self.runtime = {group.name: runtime_options(settings, group.name)
                         for group in settings.groups}
+        self.job_exit_hooks = _job_exit_hooks(settings, self.job_exit_hooks)
 
     def run_worker(self, spec: Handoff) -> int:
         """The body of a freshly forked worker of ``spec.group``."""
         return run_worker(spec, self.runtime[spec.group])
+
+    def run_job_exit_hooks(self, pid: int, status: int, group: str | None) -> None:
+        """The ``on_worker_exit`` of the jobs of ``group`` (of every pool when the core
+        does not say which), but not one the user gave as their own hook too."""
+        own = getattr(self.settings, "on_worker_exit", None)
+        pools = [group] if group in self.job_exit_hooks else list(self.job_exit_hooks)
+        for name in pools:
+            for hook in self.job_exit_hooks[name]:
+                if hook == own:
+                    continue
+                try:
+                    hook(pid, status)
+                except Exception:
+                    self.logger.exception("the on_worker_exit of pool %s's job raised", name)
 
     def read_config(self, path: str) -> PoolConfig:
         """Read the config file again (HUP); raises ``ConfigError`` when it is bad, and
@@ -237,6 +253,43 @@ class _LiveSettings:
             self.logger.warning(note)
         self._take(settings)
         return settings.pool
+
+
+def _job_exit_hooks(settings: Settings, before: dict[str, tuple[Callable[..., Any], ...]]
+                    ) -> dict[str, tuple[Callable[..., Any], ...]]:
+    """Each pool's job's own ``on_worker_exit``, from its ``master_hooks()`` (RQ jobs
+    have one), by pool. Asked for here, in the master, before the pool's workers are
+    forked (an RQ job then leaves the recovery of dead workers to the master). After a
+    HUP that changed a pool's job, the previous job's hook is kept too, for the workers
+    still running it."""
+    hooks: dict[str, tuple[Callable[..., Any], ...]] = {}
+    for group in settings.groups:
+        master_hooks = None if group.job.is_function else getattr(
+            group.job.target, "master_hooks", None)
+        hook = master_hooks().get("on_worker_exit") if callable(master_hooks) else None
+        if hook is None:
+            continue
+        previous = [old for old in before.get(group.name, ()) if old != hook][:1]
+        hooks[group.name] = (hook, *previous)
+    return hooks
+
+
+def _with_job_hooks(hooks: dict[str, Callable[..., Any]],
+                    live: _LiveSettings) -> dict[str, Callable[..., Any]]:
+    """The loop's hooks, with the pools' jobs' own ``on_worker_exit`` run after the
+    user's (even when the user's raises: the loop logs that). The core's ``RunHook``
+    args are ``(pid, status)``, then the worker's pool when the core gives it."""
+    user = hooks.get("on_worker_exit")
+
+    def on_worker_exit(pid: int, status: int, *rest: Any) -> None:
+        group = rest[0] if rest and isinstance(rest[0], str) else None
+        try:
+            if user is not None:
+                user(pid, status, *rest)
+        finally:
+            live.run_job_exit_hooks(pid, status, group)
+
+    return {**hooks, "on_worker_exit": on_worker_exit}
 
 
 def runtime_options(settings: Settings, group: str) -> RuntimeOptions:

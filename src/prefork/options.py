@@ -229,6 +229,44 @@ class Account(Kind):
         return "name or id, or none"
 
 
+@dataclass(frozen=True)
+class QueueList(Kind):
+    """RQ queue names in priority order: a list, or a comma string (``high,default``);
+    ``None``: none given."""
+
+    optional = True
+    metavar = "QUEUES"
+
+    def why_not(self, value: object) -> str | None:
+        if value is None:
+            return None
+        names = value.split(",") if isinstance(value, str) else value
+        if isinstance(names, list) and names and all(
+                isinstance(name, str) and name.strip() for name in names):
+            return None
+        return "must be queue names: a list, or a comma string such as high,default"
+
+    def describe(self) -> str:
+        return "queue names (a list, or comma-separated), or none"
+
+
+@dataclass(frozen=True)
+class RedisURL(Kind):
+    """A Redis URL (``redis://``, ``rediss://``, ``unix://``), or ``None``."""
+
+    optional = True
+    metavar = "URL"
+
+    def why_not(self, value: object) -> str | None:
+        if value is None or (isinstance(value, str)
+                             and value.startswith(("redis://", "rediss://", "unix://"))):
+            return None
+        return "must be a Redis URL: redis://HOST:PORT/DB, rediss://... or unix://PATH"
+
+    def describe(self) -> str:
+        return "Redis URL, or none"
+
+
 # --- the adapter's options ----------------------------------------------------------------------
 
 def _hook(name: str, doc: str) -> Option:
@@ -246,6 +284,17 @@ ADAPTER_OPTIONS: tuple[Option, ...] = (
     Option("soft_timeout", Seconds(positive=True, optional=True), None,
            "raise prefork.PerformTimeout inside a perform that runs this long; the hard "
            "timeout still kills"),
+    Option("queues", QueueList(), None,
+           "an RQ pool (needs `prefork[rq]`): its queues in priority order; a pool table "
+           "with no `job` but `queues` runs `prefork.rq.pool_job` (queues default to the "
+           "pool's name split on commas); a change is a job change on HUP"),
+    Option("redis_url", RedisURL(), None,
+           "an RQ pool's Redis: a pool's own wins over `$REDIS_URL`, which wins over the "
+           "top-level one (none: redis://localhost:6379/0); a pool table with no `job` "
+           "and no `queues` is an RQ pool when a `redis_url` is set"),
+    Option("burst", Flag(), False,
+           "an RQ pool: the first worker to find its queues empty stops the master "
+           "gracefully (drain and exit 0)"),
     Option("preload", Flag(), False,
            "import the jobs' code once, in the master, for its whole life: HUP does not "
            "reload it (without preload, HUP imports it afresh and new workers run it)",
@@ -550,6 +599,8 @@ def _settings_of(above: tuple[Layer, ...], file: Layer | None,
             if option.name != "job":
                 _check(option, value, pool, whence[key])
             values[key] = value
+    for pool in names:
+        _rq_pool_job(pool, values, whence)
     origins = {key: _origin(key, *whence[key]) for key in values}
     if running is not None:  # what a HUP kept says where it came from at start
         origins.update({key: running.origins[key] for key, (layer, _) in whence.items()
@@ -667,6 +718,51 @@ def _relabelled(error: ConfigError, names: tuple[str, ...],
             key, where = _key_and_where(pool, name, *whence[pool, name])
             return ConfigError(key, error.value, why + where)
     return error
+
+
+RQ_OPTIONS = ("queues", "redis_url", "burst")
+
+
+def _rq_pool_job(pool: str, values: dict[tuple[str | None, str], Any],
+                 whence: dict[tuple[str | None, str], tuple[Layer | None, bool]]) -> None:
+    """resque-pool's config: a pool with no ``job`` but ``queues`` (or a ``redis_url``)
+    runs ``prefork.rq.pool_job``, named as a job reference with literal arguments, so
+    that ``--check-config`` shows it and a HUP that changes them changes the job. The
+    pool's own ``redis_url`` (or one given above the file) is ``redis_url``; the file's
+    top-level one is ``top_redis_url``, under ``$REDIS_URL`` (``pool_job``'s order)."""
+    queues, url = values[pool, "queues"], values[pool, "redis_url"]
+    if values[pool, "job"] is not None:
+        for name in RQ_OPTIONS:
+            layer, own = whence[pool, name]
+            if own and values[pool, name] not in (None, False):
+                key, where = _key_and_where(pool, name, layer, own)
+                raise ConfigError(key, values[pool, name], "is for an RQ pool, which has "
+                                                           "no job" + where)
+        return
+    if queues is None and url is None:
+        return
+    given = "queues" if queues is not None else "redis_url"
+    layer, own = whence[pool, given]
+    try:
+        importlib.import_module("prefork.rq")
+    except ImportError as error:
+        key, where = _key_and_where(pool, given, layer, own)
+        raise ConfigError(key, values[pool, given],
+                          f"an RQ pool needs the rq extra: pip install 'prefork[rq]' "
+                          f"({error}){where}") from None
+    # the queues as a list (resque-pool's default: the pool's name split on commas)
+    queues = pool if queues is None else queues
+    if isinstance(queues, str):
+        queues = [name.strip() for name in queues.split(",") if name.strip()]
+    url_layer, url_own = whence[pool, "redis_url"]
+    top = url is not None and not url_own and url_layer is not None \
+        and url_layer.path is not None
+    arguments = [repr(pool), f"queues={queues!r}",
+                 f"redis_url={None if top else url!r}",
+                 f"burst={bool(values[pool, 'burst'])!r}",
+                 f"top_redis_url={url if top else None!r}"]
+    values[pool, "job"] = f"prefork.rq:pool_job({', '.join(arguments)})"
+    whence[pool, "job"] = (layer, own)
 
 
 def _group_settings(name: str, values: Mapping[tuple[str | None, str], Any],
