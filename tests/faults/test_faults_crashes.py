@@ -68,8 +68,6 @@ def test_a_crash_loop_makes_the_master_give_up_with_a_reason(pool) -> None:
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.xfail(strict=True, reason="issue 10: a perform child that fails is neither "
-                   "backed off nor counted toward the restart intensity")
 def test_a_perform_child_raising_in_a_loop_backs_off_and_counts(pool) -> None:
     run = pool("fault_jobs:Raising", "--workers", "1", "--strategy", "forking",
                "--max-restarts", "5", "--restart-period", "60", *BACKOFF_FLAGS)

@@ -161,7 +161,7 @@ def test_a_perform_child_dead_without_a_word_is_logged_counted_and_backed_off(
     model = new_process(forking=True, state=S.WAITING)
     assert model.fire("perform_child_failed", 77, status) == [
         LogLine("error", f"{LABEL}: perform in pid=77 failed ({how})"), CountFailure(),
-        BackOff(0.0),
+        NotifyMaster(), BackOff(0.0),
     ]
     assert model.state is S.WAITING
 
@@ -169,7 +169,7 @@ def test_a_perform_child_dead_without_a_word_is_logged_counted_and_backed_off(
 def test_a_perform_child_that_logged_its_traceback_is_not_logged_again() -> None:
     model = new_process(forking=True, state=S.WAITING)
     assert model.fire("perform_child_failed", 77, EXIT_PERFORM_RAISED) == [
-        CountFailure(), BackOff(0.0)]
+        CountFailure(), NotifyMaster(), BackOff(0.0)]
 
 
 def test_failed_perform_children_back_off_with_the_groups_settings_until_one_succeeds() -> None:

@@ -336,9 +336,14 @@ class WorkerProcess:
         self.count_perform_child_failure(pid, status)
 
     def count_perform_child_failure(self, pid: int, status: int) -> None:
-        """One more failure in a row: counted for the master, and backed off."""
+        """One more failure in a row: counted for the master, and backed off.
+
+        The master reads the count from the slot only when it wakes, and nothing else may
+        wake it for a long while: a failure is a lifecycle moment, so the worker says so
+        on the notify pipe, as it does when its setup is done.
+        """
         self.failures_in_a_row += 1
-        self.outbox += [CountFailure(),
+        self.outbox += [CountFailure(), NotifyMaster(),
                         BackOff(backoff_delay(self.failures_in_a_row, self.backoff))]
 
     def end_failure_run(self) -> None:
