@@ -1,0 +1,55 @@
+"""The snapshot the core shows the outside world: every field, as the core knows it."""
+
+from __future__ import annotations
+
+from prefork.core import Boot, Forked, Observed, PoolConfig, Signal, Supervisor, WorkerState
+from prefork.core.signals import Sig
+from prefork.core.snapshot import Snapshot, WorkerView
+
+
+def _running_pool() -> Supervisor:
+    """Two groups: mail has two workers (one performing), sms one (unforked)."""
+    supervisor = Supervisor(PoolConfig.of(groups={"mail": 2, "sms": 1}))
+    supervisor.handle(Boot(at=0.0))
+    supervisor.handle(Forked("mail", 0, 101, at=0.0))
+    supervisor.handle(Forked("mail", 1, 102, at=0.0))
+    supervisor.handle(Forked("sms", 0, 103, at=0.0))
+    supervisor.handle(Observed(101, WorkerState.PERFORMING, heartbeat_at=1.0, performs=7,
+                               at=1.0))
+    return supervisor
+
+
+def test_a_snapshot_names_the_state_the_targets_and_every_worker() -> None:
+    snapshot = _running_pool().snapshot()
+    assert snapshot == Snapshot(
+        state="running",
+        targets=(("mail", 2), ("sms", 1)),
+        workers=(
+            WorkerView("mail", 0, 101, "performing", 7, 0, False),
+            WorkerView("mail", 1, 102, "spawning", 0, 0, False),
+            WorkerView("sms", 0, 103, "spawning", 0, 0, False),
+        ),
+        exit_code=0,
+    )
+    assert isinstance(snapshot.state, str) and isinstance(snapshot.workers[0].state, str)
+
+
+def test_a_snapshot_shows_who_was_told_to_stop_and_the_new_generation() -> None:
+    supervisor = _running_pool()
+    supervisor.handle(Signal(Sig.HUP, at=2.0))  # every worker replaced, gracefully
+    snapshot = supervisor.snapshot()
+    assert snapshot.state == "reloading"
+    assert snapshot.pids(stopping=True) == [101, 102, 103]
+    assert snapshot.pids(stopping=False) == []  # the new generation is not forked yet
+    assert snapshot.pids() == [101, 102, 103]
+    new = [view for view in snapshot.workers if view.generation == 1]
+    assert [(view.group, view.slot, view.pid) for view in new] == [
+        ("mail", 0, None), ("mail", 1, None), ("sms", 0, None)]
+
+
+def test_a_snapshot_does_not_move_with_the_pool() -> None:
+    supervisor = _running_pool()
+    before = supervisor.snapshot()
+    supervisor.handle(Signal(Sig.TTIN, at=2.0))
+    assert before.targets == (("mail", 2), ("sms", 1))
+    assert supervisor.snapshot().targets == (("mail", 3), ("sms", 1))
