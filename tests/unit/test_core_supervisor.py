@@ -39,6 +39,7 @@ from prefork.core import (
     WakeAt,
     WorkerState,
 )
+from prefork.core.outcomes import Outcome
 
 IDLE, PERFORMING = WorkerState.IDLE, WorkerState.PERFORMING
 
@@ -57,7 +58,8 @@ def test_boot_spawns_every_slot_and_asks_for_no_wake_up_without_timers() -> None
         Spawn("a", 0), Spawn("a", 1), Spawn("b", 0)]
     assert not driver.of(WakeAt)
     assert effects[:2] == [Log("info", "master booting -> running (booted)"),
-                           SetTitle("prefork master: running")]
+                           SetTitle("prefork master [prefork]: 3 workers in 2 pools "
+                                    "(running)")]
     assert driver.core.state is MasterState.RUNNING
 
 
@@ -469,6 +471,7 @@ def test_a_stopped_worker_that_performed_does_not_wipe_a_later_backoff() -> None
                     "(deadline_passed)"),
         Log("error", f"worker group=default slot=0 pid={pid} timed out; dumping its stack (ABRT)"),
         Kill(pid, Sig.ABRT), RunHook("before_fork", ("default", 0)), Spawn("default", 0),
+        SetTitle("prefork master [prefork]: 2 workers in 1 pool (running)"),
         WakeAt(2.0)]  # KILL after the dump grace
     effects = core.handle(ForkFailed("default", 0, "EAGAIN"))
     assert core.restarts.respawn_at("default", 0) == 1.125
@@ -570,7 +573,8 @@ def test_the_hooks_come_in_order_around_spawns_and_reaps() -> None:
     driver = booted(workers=1)
     (pid,) = driver.pids()
     effects = driver.send(ChildExited(pid, 3, at=1))
-    assert effects.index(RunHook("on_worker_exit", (pid, 3))) < effects.index(
+    assert effects.index(RunHook("on_worker_exit", (pid, 3, "default", 0,
+                                                    Outcome.SETUP_FAILED, None))) < effects.index(
         RunHook("before_fork", ("default", 0)))
 
 

@@ -7,7 +7,7 @@ and has not reaped, every ``Spawn`` is answered by ``Forked`` or ``ForkFailed``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prefork.core.signals import Sig
 
@@ -38,12 +38,22 @@ class Kill(Effect):
     signo: Sig
 
 
+Fields = tuple[tuple[str, object], ...]
+
+
 @dataclass(frozen=True)
 class Log(Effect):
-    """Write one log line at ``level`` (debug, info, warning, error)."""
+    """Write one log line at ``level`` (debug, info, warning, error).
+
+    ``fields`` are the line's facts for machine-read logs: ``event`` names the lifecycle
+    event (``spawned``, ``ready``, ``exited``...), beside the pool, slot and pid of the
+    worker it is about. They say what the message says, so they are not compared: two
+    lines with the same level and words are the same line.
+    """
 
     level: str
     message: str
+    fields: Fields = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)

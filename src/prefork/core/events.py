@@ -74,12 +74,15 @@ class ChildExited(Event):
     of the signal that killed the child. ``performs`` is the worker's final count from
     its scoreboard slot, when the adapter has one: it tells a worker that retired by
     itself (``max_performs``) from one that crashed, without a last ``Observed`` that
-    could make the core act on a pid that is already gone.
+    could make the core act on a pid that is already gone. ``performing``: whether that
+    final reading said a perform was running (``None``: no reading), which tells the
+    ``on_worker_exit`` hook the perform a dead worker took with it.
     """
 
     pid: int
     status: int
     performs: int | None = None
+    performing: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -278,7 +278,8 @@ class MasterModel:
         self.context.emit(ReadConfig(self.config.config_file))
 
     def take_file_and_replace_workers(self, config: PoolConfig) -> None:
-        self.context.emit(Log("info", f"config file {self.config.config_file} reloaded"))
+        self.context.emit(Log("info", f"config file {self.config.config_file} reloaded",
+                              (("event", "reloaded"), ("config_file", self.config.config_file))))
         self.take_config_and_replace_workers(config)
 
     def take_config_and_replace_workers(self, config: PoolConfig) -> None:
@@ -340,7 +341,9 @@ class MasterModel:
                                              f"(asked for {n}; bounds 0..{most})"))
         if bounded != targets[group]:
             self.context.emit(Log("info", f"group {group}: {targets[group]} -> {bounded} "
-                                          "workers"))
+                                          "workers", (("event", "scaled"), ("pool", group),
+                                                      ("from", targets[group]),
+                                                      ("to", bounded))))
             self.roster.set_target(group, bounded)
 
     def reopen_logs(self, signo: Sig) -> None:
@@ -365,7 +368,8 @@ class MasterModel:
 
     def exit(self, *_: Any) -> None:
         """The shutdown report, the last line before Exit."""
-        self.context.emit(Log("info", self.report.line(self.exit_code, self.gave_up)))
+        self.context.emit(Log("info", self.report.line(self.exit_code, self.gave_up),
+                              (("event", "stopped"), ("exit_code", self.exit_code))))
         self.context.emit(Exit(self.exit_code))
 
     # what the rows and the supervisor share -----------------------------------------------
@@ -398,6 +402,15 @@ class MasterModel:
             line += " (" + ", ".join(f"{group} {counts[group]}/{target}"
                                      for group, target in targets.items()) + ")"
         return line
+
+    def title(self) -> str:
+        """The master's process title: ``prefork master [NAME]: 4 workers in 2 pools
+        (running)``: every worker not reaped yet, being forked or stopping included."""
+        workers = len(self.roster)
+        pools = len(self.roster.targets)
+        return (f"prefork master [{self.config.name}]: {workers} worker"
+                f"{'' if workers == 1 else 's'} in {pools} pool{'' if pools == 1 else 's'} "
+                f"({self.state})")
 
     def snapshot(self) -> Snapshot:
         return take_snapshot(self.state, self.roster.targets, self.roster.workers,

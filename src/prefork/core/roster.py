@@ -27,9 +27,16 @@ from prefork.core.context import MachineContext
 from prefork.core.effects import Log, RunHook, Spawn
 from prefork.core.errors import CoreError
 from prefork.core.settings import GroupConfig, PoolConfig
-from prefork.core.worker_machine import ACTIVE, WORKER_TRANSITIONS, Worker, WorkerState
+from prefork.core.worker_machine import (
+    ACTIVE,
+    READY,
+    WORKER_TRANSITIONS,
+    Worker,
+    WorkerState,
+)
 
 Slot = tuple[str, int]
+_SAMPLED = frozenset({WorkerState.IDLE, WorkerState.PERFORMING})
 
 
 def new_worker_machine() -> Machine:
@@ -126,9 +133,29 @@ class Roster:
         except MachineError:
             raise CoreError(self._no_row(worker, trigger, before)) from None
         self._reindex(worker, before, deadline, pid)
+        if pid is None and worker.pid is not None:
+            self.context.emit(Log("info", f"worker {worker.label} spawned",
+                                  worker.fields("spawned")))
         if worker.state is not before:
-            self.context.insert(position, [Log(
-                "info", f"worker {worker.label} {before} -> {worker.state} ({trigger})")])
+            self.context.insert(position, [self._transition_line(worker, before, trigger)])
+
+    def _transition_line(self, worker: Worker, before: WorkerState, trigger: str) -> Log:
+        """A worker's state change in a line. Between idle and performing it is at debug:
+        the master learns those from scoreboard samples taken whenever it happens to
+        wake, so such a line tells when the master looked, not when the perform began or
+        ended, and most performs are never seen at all (the scoreboard, the titles and
+        ``Snapshot`` show the live state)."""
+        after = worker.state
+        if before is WorkerState.SPAWNING and after in READY:
+            event = "ready"
+        elif trigger == "stop_requested" and worker.generation < self.generation:
+            event = "replaced"
+        else:
+            event = "transition"
+        level = "debug" if {before, after} <= _SAMPLED else "info"
+        return Log(level, f"worker {worker.label} {before} -> {after} ({trigger})",
+                   worker.fields(event, **{"from": str(before), "to": str(after),
+                                           "trigger": trigger}))
 
     @staticmethod
     def _no_row(worker: Worker, trigger: str, state: WorkerState) -> str:

@@ -87,6 +87,7 @@ class Supervisor:
         self.master = MasterModel(config, self.context, self.roster, self.restarts)
         self._wake_at: float | None = None
         self._status: str | None = None  # the last status line told
+        self._title: str | None = None  # the last process title set
 
     # the sans-IO entry point ------------------------------------------------------------
 
@@ -97,6 +98,7 @@ class Supervisor:
         self._dispatch(event)
         self.settle()
         self._tell_status()
+        self._retitle()
         self._ask_for_wake_up()
         return self.context.take()
 
@@ -171,9 +173,12 @@ class Supervisor:
         except MachineError:
             raise CoreError(f"master machine: no row for {trigger} in state {before}") from None
         if model.state is not before:
+            self._title = model.title()
             self.context.insert(position, [
-                Log("info", f"master {before} -> {model.state} ({trigger})"),
-                SetTitle(f"{self.config.name} master: {model.state}"),
+                Log("info", f"master {before} -> {model.state} ({trigger})",
+                    (("event", "master"), ("from", str(before)), ("to", str(model.state)),
+                     ("trigger", trigger))),
+                SetTitle(self._title),
             ])
             told = notice(model.state, self.now)
             if told is not None:  # after the row's effects: READY=1 follows boot's Spawns
@@ -244,6 +249,8 @@ class Supervisor:
         if worker is None:
             self.fire(self.master, "stray_child_exited", event.pid, event.status)
             return
+        if event.performing is not None:  # the final reading: no sample is fresher
+            worker.busy = event.performing
         if worker.is_active and worker.count_at_exit(event.performs) > 0:
             self.restarts.worked(worker.group, worker.slot)  # the slot works
         self._fire_and_count(worker, "exited", event.status, event.performs)
@@ -326,6 +333,16 @@ class Supervisor:
         if line is not None and line != self._status:
             self._status = line
             self.context.emit(Notify(f"STATUS={line}"))
+
+    def _retitle(self) -> None:
+        """``SetTitle`` whenever the master's title changes (its counts do, between the
+        state changes that set it)."""
+        if self.state is MasterState.BOOTING:
+            return
+        title = self.master.title()
+        if title != self._title:
+            self._title = title
+            self.context.emit(SetTitle(title))
 
     def _ask_for_wake_up(self) -> None:
         when = self.next_deadline()

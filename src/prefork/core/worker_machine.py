@@ -90,7 +90,11 @@ WORKER_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "reported_idle", "source": S.IDLE, "dest": None, "after": "record_idle"},
     {"trigger": "reported_idle", "source": S.PERFORMING, "dest": S.IDLE, "after": "record_idle"},
     {"trigger": "reported_idle", "source": S.STOPPING, "dest": None, "after": "record_idle"},
-    {"trigger": "reported_performing", "source": [S.SPAWNING, S.IDLE], "dest": S.PERFORMING,
+    # two rows: from spawning the worker is ready (logged at info), from idle it is a
+    # sample (logged at debug: roster.Roster._transition_line)
+    {"trigger": "reported_performing", "source": S.SPAWNING, "dest": S.PERFORMING,
+     "after": "record_perform"},
+    {"trigger": "reported_performing", "source": S.IDLE, "dest": S.PERFORMING,
      "after": "record_perform"},
     {"trigger": "reported_performing", "source": S.PERFORMING, "dest": None,
      "after": "record_perform"},
@@ -198,6 +202,11 @@ class Worker:
         """How log lines name this worker."""
         return f"group={self.group} slot={self.slot} pid={self.pid}"
 
+    def fields(self, event: str, **more: object) -> tuple[tuple[str, object], ...]:
+        """A log line's fields about this worker: the ``event``, its pool, slot, pid."""
+        return (("event", event), ("pool", self.group), ("slot", self.slot),
+                ("worker_pid", self.pid), *more.items())
+
     @property
     def is_active(self) -> bool:
         """Counts towards its group's target: not told to stop, not dead."""
@@ -275,7 +284,8 @@ class Worker:
         rise, self.failures = failures - self.failures, failures
         what = "perform failed" if rise == 1 else "performs failed"
         self.context.emit(Log("error", f"worker {self.label} {rise} {what} "
-                                       f"({failures} in all)"))
+                                       f"({failures} in all)",
+                              self.fields("perform_failed", failures=failures)))
 
     def _send_soft(self, signo: Sig, grace: float) -> None:
         self.stop_signal = signo
@@ -303,7 +313,8 @@ class Worker:
         self.interrupted = self.interrupted or self.busy
         self.timeout_at = None
         self.context.emit(Log("error", f"worker {self.label} {abort.why(self)}dumping its "
-                                       "stack (ABRT)"))
+                                       "stack (ABRT)",
+                              self.fields("timed_out", outcome=str(abort.verdict))))
         self._send_soft(Sig.ABRT, DUMP_GRACE)
 
     def send_kill(self) -> None:
@@ -312,7 +323,8 @@ class Worker:
             quit_ = self.stop_signal is Sig.QUIT
             self.killed_for = "graceful_timeout" if quit_ else "kill_timeout"
         self.interrupted = self.interrupted or self.busy
-        self.context.emit(Log("warning", f"worker {self.label} did not stop in time; KILL"))
+        self.context.emit(Log("warning", f"worker {self.label} did not stop in time; KILL",
+                              self.fields("killed", reason=self.killed_for)))
         self.context.emit(Kill(self._pid(), Sig.KILL))
 
     def forward_signal(self, signo: Sig) -> None:
@@ -322,7 +334,8 @@ class Worker:
 
     def end_unforked(self, error: str) -> None:
         self.outcome = Outcome.FORK_FAILED
-        self.context.emit(Log("error", f"worker {self.label} fork failed: {error}"))
+        self.context.emit(Log("error", f"worker {self.label} fork failed: {error}",
+                              self.fields("fork_failed", error=error)))
 
     def _end(self, ending: Ending, status: int, performs: int | None = None) -> None:
         self.performs = self.count_at_exit(performs)
@@ -330,8 +343,13 @@ class Worker:
             self.outcome = ending.outcome
         self.timeout_at = self.kill_at = None
         words = ending.words(self, status, self.performs)
-        self.context.emit(Log(ending.level, f"worker {self.label} {self.outcome} {words}"))
-        self.context.emit(RunHook("on_worker_exit", (self._pid(), status)))
+        running = self.performs + 1 if self.busy else None  # the perform it was in, if any
+        self.context.emit(Log(ending.level, f"worker {self.label} {self.outcome} {words}",
+                              self.fields("exited", outcome=str(self.outcome), status=status,
+                                          performs=self.performs, perform=running)))
+        # the hook's context: pid and status first (what the hook was handed before)
+        self.context.emit(RunHook("on_worker_exit", (self._pid(), status, self.group,
+                                                     self.slot, self.outcome, running)))
 
     def _pid(self) -> int:
         """The pid to signal: the supervisor never acts on a worker before ``Forked``."""
