@@ -18,14 +18,18 @@ make a new one.
 
 from __future__ import annotations
 
+import gc
 import inspect
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+import prefork.hooks as hook_context
+import prefork.logs as logs
 from prefork.child.runtime import RuntimeOptions, run_worker
 from prefork.core.errors import ConfigError
 from prefork.core.events import StartWorker, StopAll, StopWorker
@@ -34,7 +38,6 @@ from prefork.core.snapshot import Snapshot
 from prefork.core.supervisor import Supervisor
 from prefork.options import (
     BY_NAME,
-    MASTER_HOOKS,
     OPTIONS,
     Pool,
     Settings,
@@ -82,6 +85,8 @@ class Master:
     def _take(self, settings: Settings) -> None:
         self.settings: Settings = settings
         self.logger = self.settings.logger
+        # the hooks given in Python, then those of the ``hooks`` module under them
+        self.hooks = hook_context.collect(settings.hook_functions, settings.hooks)
         _quiet_transitions()
         self._supervisor: Supervisor | None = None
         self._live: _LiveSettings | None = None
@@ -106,8 +111,9 @@ class Master:
             raise RuntimeError("Master.run() must be called from the main thread")
         settings = self.settings
         self._service = service = _service_of(settings, self.logger)
-        log_file = _absolute(settings.log_file)  # before chdir
+        log_file = _log_file(settings.log_file)  # before chdir
         loop = None
+        _install_logging(settings, self.logger)  # the service's own lines go there too
         try:
             service.start()  # chdir, umask, daemonize, the pid file: posix/service.py
             if log_file:
@@ -190,8 +196,11 @@ class Master:
         pool = settings.pool
         if mode == "api":  # the API starts with no worker: start_worker() adds them
             pool = replace(pool, groups=tuple(replace(group, workers=0) for group in pool.groups))
+        if mode == "api":
+            _install_logging(settings, self.logger)
+        _announce(settings, self.logger)
         supervisor = Supervisor(pool)
-        live = _LiveSettings(settings, self.logger)
+        live = _LiveSettings(settings, self.logger, self.hooks)
         self._supervisor, self._live = supervisor, live
         service = self._service if mode == "run" else None
         return PosixLoop(
@@ -200,8 +209,9 @@ class Master:
             self.logger,
             handle_signals=mode == "run",
             set_titles=mode == "run",
-            reopen_logs=_log_reopener(_absolute(settings.log_file), self.logger),
-            hooks=_with_job_hooks(_master_hooks(settings, supervisor.snapshot), live),
+            reopen_logs=_log_reopener(_log_file(settings.log_file), self.logger),
+            hooks=_with_job_hooks(
+                hook_context.master_hooks(self.hooks, pool.name, supervisor.snapshot), live),
             read_config=live.read_config,
             service=service,
         )
@@ -215,20 +225,26 @@ class _LiveSettings:
     pages that making them writes, each one copied from the master.
     """
 
-    def __init__(self, settings: Settings, logger: Any) -> None:
+    def __init__(self, settings: Settings, logger: Any,
+                 hooks: dict[str, Any] | None = None) -> None:
         self.logger = logger
+        self.hooks = hooks or {}
         self.runtime: dict[str, RuntimeOptions] = {}
         self.job_exit_hooks: dict[str, tuple[Callable[..., Any], ...]] = {}
         self._take(settings)
 
     def _take(self, settings: Settings) -> None:
         self.settings = settings
-        self.runtime = {group.name: runtime_options(settings, group.name)
+        # (runtime_options as it stands in this module: tests wrap it)
+        self.runtime = {group.name: replace(runtime_options(settings, group.name),
+                                            after_fork=self.hooks.get("after_fork"),
+                                            before_exit=self.hooks.get("before_exit"))
                         for group in settings.groups}
         self.job_exit_hooks = _job_exit_hooks(settings, self.job_exit_hooks)
 
     def run_worker(self, spec: Handoff) -> int:
         """The body of a freshly forked worker of ``spec.group``."""
+        logs.set_worker(spec.group, spec.slot)  # its log lines say where they come from
         return run_worker(spec, self.runtime[spec.group])
 
     def run_job_exit_hooks(self, pid: int, status: int, group: str | None) -> None:
@@ -293,8 +309,10 @@ def _with_job_hooks(hooks: dict[str, Callable[..., Any]],
 
 
 def runtime_options(settings: Settings, group: str) -> RuntimeOptions:
-    """What the workers of ``group`` run with: its job, strategy and group options."""
+    """What the workers of ``group`` run with: its job, strategy and group options, and
+    the worker hooks given in Python (the master adds its ``hooks`` module's)."""
     own, core = settings.group(group), settings.pool.group(group)
+    hooks = settings.hook_functions
     return RuntimeOptions(
         job=own.job,
         logger=settings.logger,
@@ -302,9 +320,9 @@ def runtime_options(settings: Settings, group: str) -> RuntimeOptions:
         max_performs=core.max_performs,
         stamp_performs=core.timeout is not None,
         name=settings.pool.name,
-        log_file=settings.log_file,
-        after_fork=settings.after_fork,
-        before_exit=settings.before_exit,
+        log_file=_log_file(settings.log_file),
+        after_fork=hooks.get("after_fork"),
+        before_exit=hooks.get("before_exit"),
         graceful_timeout=core.graceful_timeout,
         soft_timeout=own.soft_timeout,
         graceful_term=settings.pool.graceful_term,
@@ -313,15 +331,52 @@ def runtime_options(settings: Settings, group: str) -> RuntimeOptions:
     )
 
 
-def _master_hooks(settings: Settings,
-                  snapshot: Callable[[], Snapshot]) -> dict[str, Callable[..., Any]]:
-    """The hooks the loop runs in the master, by name. ``when_ready`` is handed a
-    snapshot of the pool (the loop knows nothing of the ``Master``)."""
-    hooks = {name: hook for name, hook in settings.hooks.items() if name in MASTER_HOOKS}
-    when_ready = hooks.get("when_ready")
-    if when_ready is not None:
-        hooks["when_ready"] = lambda *_: when_ready(snapshot())
-    return hooks
+def _install_logging(settings: Settings, logger: Any) -> None:
+    """Make the log lines go somewhere (``prefork.logs.install``)."""
+    explicit = settings.origins.get((None, "log_level"), "default") != "default"
+    logs.install(logger, settings.pool.name, settings.log_level, settings.log_format,
+                 explicit)
+
+
+def _announce(settings: Settings, logger: Any) -> None:
+    """Say who starts (the banner: in a daemon, once detached, with its own pid), and,
+    with ``preload``, freeze what the master holds (see below)."""
+    # (the package's __init__ imports this module: its version is read, not imported)
+    version = getattr(sys.modules.get("prefork"), "__version__", "unknown")
+    pools = [(group.name, _job_name(settings, group.name), group.strategy,
+              settings.pool.group(group.name).workers) for group in settings.groups]
+    for line, fields in logs.banner(version, settings.pool.name, pools,
+                                    settings.config_file, settings.preload):
+        logs.log(logger, "info", line, fields)
+    if settings.preload:
+        _freeze_preloaded(logger)
+
+
+def _freeze_preloaded(logger: Any) -> None:
+    """``preload``: the jobs' code was imported here, in the master, before any fork.
+    Collect the garbage of the imports once, then move every object alive to the
+    permanent generation (``gc.freeze``), for the master's whole life: no collection,
+    the master's or a worker's, walks them again, so their pages (and their reference
+    counts' neighbours) stay shared between the master and every worker. Without
+    preload the loop freezes only around each fork, and the master's own collections
+    still walk (and so copy, page by page) what the workers share."""
+    collected = gc.collect()
+    gc.freeze()
+    logs.log(logger, "debug", f"preload: {collected} objects collected, "
+                              f"{gc.get_freeze_count()} frozen for the master's life")
+
+
+def _job_name(settings: Settings, group: str) -> str:
+    given = settings.values.get((group, "job"))
+    if isinstance(given, str):
+        return given
+    return settings.group(group).job.name
+
+
+def _log_file(path: str | None) -> str | None:
+    """The ``log_file`` option as a path from where the master was started (``chdir``
+    changes nothing), or ``None`` for stderr (none given, or ``-``)."""
+    return None if path in (None, "-") else _absolute(path)
 
 
 def _log_reopener(log_file: str | None, logger: Any) -> Callable[[], None]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import logging
 import os
 import shlex
 import sys
@@ -30,7 +29,6 @@ from prefork import __version__
 from prefork.core.core_options import Flag, Option, Seconds
 from prefork.core.errors import ConfigError
 from prefork.options import (
-    LOGGER_NAME,
     OPTIONS,
     Layer,
     PythonOnly,
@@ -47,9 +45,6 @@ PROG = "prefork"
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
-
-LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(message)s"
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 class _UsageError(Exception):
@@ -146,8 +141,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("job", nargs="?", metavar="MODULE:ATTR", help="the job to run")
     _add_option_flags(run)
-    run.add_argument("--log-level", choices=LOG_LEVELS, default=None,
-                     help="the least severe level logged (default info)")
     run.add_argument("--check-config", action="store_true",
                      help="load and check the settings, print them for every pool with "
                           "where each value came from, and exit (0, or 2 if they are bad)")
@@ -218,8 +211,6 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
     if not any("job" in layer.shared or "config_file" in layer.shared for layer in layers):
         return _usage("run: give the job as MODULE:ATTR (or job = ... in --config FILE)")
     try:
-        logger = _configure_logging((args.log_level or "info").upper())
-        layers[0] = layers[0]._replace(shared={**layers[0].shared, "logger": logger})
         settings = settings_from(layers)
     except ConfigError as error:
         return _usage(str(error))
@@ -350,20 +341,3 @@ def init(args: argparse.Namespace) -> int:
         return _usage(f"init: {error}")
     print(summary(written))
     return EXIT_OK
-
-
-def _configure_logging(level: str) -> logging.Logger:
-    """The ``prefork`` logger, to stderr: the master's ``log_file`` is fd 2 redirected.
-
-    (Workers inherit fd 2, and faulthandler's stack dumps are written there too, so one
-    handler on fd 2 serves every process and USR1 reopens one file.)
-    """
-    logger = logging.getLogger(LOGGER_NAME)
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
-    logger.addHandler(handler)
-    logger.setLevel(level)
-    logger.propagate = False
-    return logger

@@ -64,6 +64,7 @@ from prefork.core.core_options import (
 from prefork.core.errors import ConfigError
 from prefork.core.settings import DEFAULT_GROUP, PoolConfig
 from prefork.job import JobSpec, job_spec
+from prefork.logs import LOG_FORMATS, LOG_LEVELS
 
 STRATEGIES = ("simple", "forking")
 LOGGER_NAME = "prefork"
@@ -230,6 +231,23 @@ class Account(Kind):
 
 
 @dataclass(frozen=True)
+class ModuleName(Kind):
+    """A module's dotted name (``myapp.hooks``), or ``None``; imported at start."""
+
+    optional = True
+    metavar = "MODULE"
+
+    def why_not(self, value: object) -> str | None:
+        if value is None or (isinstance(value, str) and value and all(
+                part.isidentifier() for part in value.split("."))):
+            return None
+        return "must be a module's dotted name, e.g. myapp.hooks"
+
+    def describe(self) -> str:
+        return "module name, or none"
+
+
+@dataclass(frozen=True)
 class QueueList(Kind):
     """RQ queue names in priority order: a list, or a comma string (``high,default``);
     ``None``: none given."""
@@ -320,16 +338,28 @@ ADAPTER_OPTIONS: tuple[Option, ...] = (
            "the group the workers run as (default: the user's own group)",
            scope=MASTER, reloadable=False),
     Option("log_file", LocalPath(), None,
-           "log here instead of stderr; USR1 reopens it (for logrotate)",
+           "log here instead of stderr (`-`: stderr); USR1 reopens it in the master and "
+           "every worker (for logrotate)",
            scope=MASTER, reloadable=False),
+    Option("log_level", Choice(LOG_LEVELS), "info",
+           "the least severe level logged; `debug` adds the lifecycle detail (forks, "
+           "signals sent, reaps, deadlines, idle/performing samples)",
+           scope=MASTER, reloadable=False),
+    Option("log_format", Choice(LOG_FORMATS), "text",
+           "`text`, or `json`: one JSON object per line, with the lifecycle event's fields",
+           scope=MASTER, reloadable=False),
+    Option("hooks", ModuleName(), None,
+           "a module whose functions named after the hooks (`when_ready`, `before_fork`, "
+           "`after_fork`, `before_exit`, `on_worker_exit`) are used; a hook given in "
+           "Python wins", scope=MASTER, reloadable=False),
     Option("logger", LoggerLike(), None,
            "where the log lines go (none: the `prefork` logger)",
            scope=MASTER, reloadable=False),
-    _hook("before_fork", "`before_fork(group, slot)`, in the master before each fork"),
-    _hook("on_worker_exit", "`on_worker_exit(pid, status)`, in the master after a worker "
-                            "is reaped"),
-    _hook("when_ready", "`when_ready(snapshot)`, in the master once the first workers are "
-                        "forked; `snapshot.pids()` are their pids"),
+    _hook("before_fork", "`before_fork(master, worker)`, in the master before each fork"),
+    _hook("on_worker_exit", "`on_worker_exit(master, worker, outcome)`, in the master after "
+                            "a worker is reaped"),
+    _hook("when_ready", "`when_ready(master)`, in the master once the first workers are "
+                        "forked; `master.pids()` are their pids"),
     _hook("after_fork", "`after_fork(worker)`, in each worker before `setup()`; raising "
                         "fails the worker"),
     _hook("before_exit", "`before_exit(worker)`, in each worker as it exits"),
@@ -532,8 +562,8 @@ class Settings(_SettingsFields):
         raise KeyError(name)
 
     @property
-    def hooks(self) -> dict[str, Callable[..., Any]]:
-        """The hooks that are set, by name."""
+    def hook_functions(self) -> dict[str, Callable[..., Any]]:
+        """The hooks given in Python, by name (``hooks`` names a module of more)."""
         return {name: getattr(self, name) for name in HOOKS if getattr(self, name) is not None}
 
     def effective(self) -> list[tuple[str | None, str, Any, str]]:

@@ -120,7 +120,8 @@ def test_hup_with_a_broken_file_keeps_the_running_config(prefork_run, tmp_path, 
     config.write_text(broken)
     pool.kill("HUP")
     pool.expect(r"master running -> reloading \(config_rejected\)")
-    pool.expect(rf"ERROR \[\d+\] config file {re.escape(str(config))} not reloaded, the "
+    pool.expect(rf"ERROR \[\d+\] prefork master: config file {re.escape(str(config))} not "
+                rf"reloaded, the "
                 r"running config stays: " + says.format(path=re.escape(str(config))))
     time.sleep(0.3)
     wait_for_counts(pool, {"mail": 2, "sms": 1}, "the running pools, untouched")
@@ -141,7 +142,8 @@ def test_flags_survive_three_hups(prefork_run, tmp_path) -> None:
         config.write_text(f'job = "jobs:Sleepy"\nworkers = {workers}\nmax_workers = 9\n'
                           f'pidfile = "{pidfile}"\n')
         pool.kill("HUP")
-        pool.expect(rf"WARNING \[\d+\] pidfile changed \({re.escape(str(config))}\): it "
+        pool.expect(rf"WARNING \[\d+\] prefork master: pidfile changed "
+                    rf"\({re.escape(str(config))}\): it "
                     r"needs a restart, so None stays in force")
         pool.expect(rf"config file {re.escape(str(config))} reloaded")
         pool.expect(r"master reloading -> running")

@@ -141,7 +141,7 @@ def test_settings_are_immutable_and_the_logger_defaults_late() -> None:
         settings.group("default").strategy = "forking"  # type: ignore[misc]
     assert settings == build_settings(perform, workers=2)
     assert settings.logger is logging.getLogger("prefork"), "omitted: the prefork logger"
-    assert settings.hooks == {} and settings.pidfile is None
+    assert settings.hook_functions == {} and settings.pidfile is None
     given = logging.getLogger("mine")
     assert build_settings(perform, logger=given).logger is given, "given: kept"
 

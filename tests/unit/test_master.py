@@ -8,9 +8,10 @@ import logging
 import pytest
 
 import prefork
-from prefork.api import Master, _LiveSettings, _master_hooks, runtime_options
+from prefork.api import Master, _LiveSettings, runtime_options
 from prefork.core.errors import ConfigError
 from prefork.core.snapshot import Snapshot
+from prefork.hooks import MasterView, master_hooks
 from prefork.options import OPTIONS, build_settings
 
 
@@ -99,10 +100,12 @@ def test_when_ready_is_handed_a_snapshot_not_the_master() -> None:
     settings = build_settings(perform, when_ready=seen.append, before_fork=print,
                               after_fork=print)
     picture = Snapshot("running", (("default", 1),), (), 0)
-    hooks = _master_hooks(settings, lambda: picture)
+    hooks = master_hooks(settings.hook_functions, "prefork", lambda: picture)
     assert set(hooks) == {"when_ready", "before_fork"}, "after_fork runs in the worker"
     hooks["when_ready"]()
-    assert seen == [picture]
+    [view] = seen
+    assert isinstance(view, MasterView) and view.snapshot is picture
+    assert view.name == "prefork" and view.pids() == [] and view.state == "running"
 
 
 def test_the_workers_get_their_groups_timeouts_and_back_off() -> None:

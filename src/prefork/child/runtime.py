@@ -87,7 +87,7 @@ from prefork.child.process_machine import (
 from prefork.child.strategies import forking_loop, simple_loop
 from prefork.interrupts import PerformTimeout, Shutdown
 from prefork.job import BoundJob, Flags, JobSpec, WorkerContext
-from prefork.posix import process
+from prefork.posix import process, titles
 from prefork.posix.loop import Handoff
 from prefork.posix.scoreboard import IDLE, PERFORMING
 from prefork.posix.signal_pipe import drain, nonblocking_pipe
@@ -178,6 +178,9 @@ def log_exception(logger: Any, message: str) -> None:
         logger.error(f"{message}\n{traceback.format_exc()}")
 
 
+_TITLE_WORDS = {ProcessState.SETTING_UP: "setting up"}
+
+
 class Runtime:
     """One worker process from fork to exit: tells its machine, carries out its effects."""
 
@@ -212,7 +215,7 @@ class Runtime:
     def run(self) -> int:
         self._install_handlers()
         self._watch_master()
-        process.set_title(f"{self.options.name} worker {self.spec.group}.{self.spec.slot}")
+        self._retitle()
         job = self.bound = self.options.job.bind(self.context)
         try:
             return self.live(job)
@@ -276,7 +279,20 @@ class Runtime:
 
     def fire(self, trigger: str, *args: Any) -> None:
         """Tell the machine what happened, and do what it answers, in order."""
-        self._carry_out(self.process.fire(trigger, *args))
+        before = self.process.state
+        effects = self.process.fire(trigger, *args)
+        if self.process.state is not before:
+            self._retitle()
+        self._carry_out(effects)
+
+    def _retitle(self) -> None:
+        """The process title says the worker's state: at lifecycle moments only (a batch
+        of performs begins or ends), never per perform (posix/titles.py)."""
+        state = self.process.state
+        busy = state in (ProcessState.PERFORMING, ProcessState.WAITING)
+        words = "performing" if busy else _TITLE_WORDS.get(state, str(state))
+        titles.set_worker_title(self.options.name, self.spec.group, self.spec.slot, words,
+                                time.time() if busy else None)
 
     def _carry_out(self, effects: list[ProcessEffect]) -> None:
         for effect in effects:

@@ -34,6 +34,7 @@ perform costs here is mostly pages copied, not instructions: see ``forking_loop`
 
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
 import os
@@ -48,7 +49,7 @@ from prefork.child.process_machine import EXIT_FAILED, EXIT_OK, EXIT_PERFORM_RAI
 from prefork.interrupts import Shutdown
 from prefork.job import IDLE as NO_WORK
 from prefork.job import Flags, WorkerContext
-from prefork.posix import process
+from prefork.posix import process, titles
 from prefork.posix.children import HAVE_PIDFD, exit_status
 from prefork.posix.scoreboard import IDLE, PERFORMING, Slot
 from prefork.posix.signal_pipe import drain, raw_pthread_sigmask
@@ -280,6 +281,9 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
     real_timer = signal.ITIMER_REAL
     exit_now = os._exit
     ok, failed, raised, idle = EXIT_OK, EXIT_FAILED, EXIT_PERFORM_RAISED, EXIT_IDLE
+    title_child = functools.partial(process.set_title, titles.worker_title(
+        runtime.options.name, runtime.spec.group, runtime.spec.slot, "performing",
+        role="perform"))
     gc.freeze()
     try:
         while runtime.start_batch(done):
@@ -307,6 +311,7 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
                         if getppid() != worker_pid:  # it died before we asked
                             exit_now(failed)
                         sigmask(setmask, mask)
+                        title_child()
                         if soft is not None:
                             set_timer(real_timer, soft)
                         code = idle if perform() is no_work else ok

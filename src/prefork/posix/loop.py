@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 import math
 import os
 import select
@@ -97,6 +98,7 @@ from prefork.core.events import (
 from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
 from prefork.core.supervisor import Supervisor
+from prefork.core.worker_machine import WorkerState
 from prefork.posix import process
 from prefork.posix.children import Children
 from prefork.posix.scoreboard import FRESH_READING, Reading, Scoreboard, Slot
@@ -207,6 +209,7 @@ class PosixLoop:
         # or the ForkFailed answer of a fork that failed (see _answer_forks)
         self._forks: list[tuple[int, Spawn, int, float] | ForkFailed] = []
         self._answers: list[Event] = []  # this event's other answers (ConfigLoaded...)
+        self._after_answers: list[tuple[str, tuple[object, ...]]] = []  # hooks waiting
         self._asking: set[object] = set()  # Status requests waiting for their Reply
         self._replies: dict[object, object] = {}
         self._scan_config: PoolConfig | None = None
@@ -308,15 +311,17 @@ class PosixLoop:
     def _exited(self, pid: int, status: int, now: float) -> list[Event]:
         events: list[Event] = []
         worker = self.workers.pop(pid, None)
-        performs = None
+        performs = performing = None
+        self.logger.debug(f"reaped pid={pid} (status {status})")
         if worker is not None:
-            performs = self.board.read(worker.index).performs
+            final = self.board.read(worker.index)
+            performs, performing = final.performs, final.worker_state is WorkerState.PERFORMING
             self.board.release(worker.index)
             child = self.children.live.get(pid)
             if child is not None and child.pidfd is not None:
                 self.poller.unregister(child.pidfd)
             self.children.forget(pid)
-        events.append(ChildExited(pid, status, performs, at=now))
+        events.append(ChildExited(pid, status, performs, performing, at=now))
         return events
 
     def _observe(self, worker: _Worker, now: float) -> Observed | None:
@@ -356,6 +361,8 @@ class PosixLoop:
                 self._answers = []
             # the answers of the Spawns (then of the rest) go ahead of every other event
             self._pending.extendleft(reversed(answers))
+        while self._after_answers:  # when_ready: once its workers' forks are answered
+            self._run_hook(*self._after_answers.pop(0), deferred=True)
 
     def _carry_out(self, effect: Effect) -> None:
         # Spawn first: a pool's boot is a run of them, and what is looked at between two
@@ -364,8 +371,14 @@ class PosixLoop:
             self._spawn(effect)
         elif isinstance(effect, Log):
             log = getattr(self.logger, effect.level, None) or self.logger.info
-            log(effect.message)
+            if effect.fields and isinstance(self.logger, logging.Logger):
+                # the line's fields, for a structured format (prefork.logs)
+                log(effect.message, extra={"prefork": dict(effect.fields)})
+            else:
+                log(effect.message)
         elif isinstance(effect, WakeAt):
+            if effect.when is not None and effect.when != self.wake_at:
+                self.logger.debug(f"next deadline in {effect.when - time.monotonic():.3f}s")
             self.wake_at = effect.when
         elif isinstance(effect, Kill):
             self._kill(effect)
@@ -389,11 +402,15 @@ class PosixLoop:
         else:  # a new kind of effect the adapter does not know: stop loudly
             raise TypeError(f"the POSIX adapter cannot carry out {effect!r}")
 
-    def _run_hook(self, name: str, args: tuple[object, ...]) -> None:
+    def _run_hook(self, name: str, args: tuple[object, ...], deferred: bool = False) -> None:
         """Run the user's hook ``name`` in the master: a raising hook is logged with its
-        traceback, and the pool goes on."""
+        traceback, and the pool goes on. ``when_ready`` waits until the forks asked for
+        with it are answered, so that the pool it is shown has its workers' pids."""
         hook = self.hooks.get(name)
         if hook is None:
+            return
+        if name == "when_ready" and not deferred:
+            self._after_answers.append((name, args))
             return
         try:
             hook(*args)
@@ -433,6 +450,7 @@ class PosixLoop:
             getattr(self.logger, level)(f"not sending {effect.signo} to pid={effect.pid}: "
                                         "not a live worker of this master")
             return
+        self.logger.debug(f"sending {effect.signo} to pid={effect.pid}")
         self.children.kill(effect.pid, signum(effect.signo), group=effect.signo is Sig.KILL)
 
     def _spawn(self, effect: Spawn) -> None:
@@ -442,7 +460,11 @@ class PosixLoop:
         # collector never walks, so the worker's collections do not write to (and copy)
         # every page it inherited. The master thaws its own copy at once, or the cyclic
         # garbage of the moment would never be collected. Both O(1).
-        gc.freeze()
+        # (with ``preload`` everything the master held was frozen for good already: the
+        # unfreeze below would thaw it, so neither is done then)
+        thaw = gc.get_freeze_count() == 0
+        if thaw:
+            gc.freeze()
         mask = raw_pthread_sigmask(signal.SIG_BLOCK, CHILD_BLOCKED_SIGNALS)
         try:
             pid = self.children.fork(lambda: self._become_worker(effect, index, mask))
@@ -452,7 +474,8 @@ class PosixLoop:
                 ForkFailed(effect.group, effect.slot, str(error), at=time.monotonic()))
             return
         finally:
-            gc.unfreeze()
+            if thaw:
+                gc.unfreeze()
             raw_pthread_sigmask(signal.SIG_SETMASK, mask)
         self._forks.append((pid, effect, index, time.monotonic()))
 
@@ -476,6 +499,7 @@ class PosixLoop:
             # taken now: a quick child may have finished its setup already
             self.workers[pid] = _Worker(pid, effect.group, effect.slot, index, FRESH_READING)
             answers.append(Forked(effect.group, effect.slot, pid, at=at))
+            self.logger.debug(f"forked pid={pid} for {effect.group}#{effect.slot}")
         return answers
 
     def _become_worker(self, effect: Spawn, index: int, mask: set[int]) -> int:
