@@ -94,9 +94,6 @@ class ProcessState(StrEnum):
     STOPPING = "stopping"
     EXITED = "exited"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 # effects: what the runtime must do, as plain frozen data ----------------------------------
 
