@@ -54,7 +54,7 @@ def test_the_door_indexes_the_pid_and_forgets_the_dead() -> None:
     roster.change(worker, "exited", 1, None)
     assert roster.by_pid(42) is None and roster.workers == [] and len(roster) == 0
     assert roster._machine.models == []
-    assert roster.due_vacancies(0.0) == [("a", 0)]
+    assert roster.vacancies.due(0.0) == [("a", 0)]
     assert roster.recount() == []
 
 
@@ -84,7 +84,7 @@ def test_the_bookkeeping_check_finds_each_kind_of_drift() -> None:
     assert drifted(lambda roster: None) == []
     assert drifted(lambda roster: roster._active.popitem()) == [
         "live slots [('a', 0)] != [('a', 0), ('a', 1)]"]
-    assert drifted(lambda roster: roster._vacant.update({("a", 7): 0.0})) == [
+    assert drifted(lambda roster: roster.vacancies._when.update({("a", 7): 0.0})) == [
         "vacant slots [('a', 7)] != []"]
     assert drifted(lambda roster: roster._unforked.update({("a", 0): roster.workers[0]})) == [
         "unforked [('a', 0)] != []"]
@@ -92,7 +92,7 @@ def test_the_bookkeeping_check_finds_each_kind_of_drift() -> None:
         "the pid index is not the forked workers"]
     assert drifted(lambda roster: setattr(roster, "old_workers", 1)) == [
         "1 old workers counted, 0 found"]
-    assert drifted(lambda roster: roster._deadline_heap.clear()) == [
+    assert drifted(lambda roster: roster.deadlines._heap.clear()) == [
         "the deadline heap lost the earliest worker deadline"]
     assert drifted(lambda roster: roster._machine.remove_model(roster.workers[0])) == [
         "the machine's models are not the roster's workers"]
@@ -106,7 +106,7 @@ def test_the_bookkeeping_check_finds_each_kind_of_drift() -> None:
         (pid,) = driver.pids()
         driver.send(ChildExited(pid, 1, at=at))
     assert driver.core.recount() == []
-    driver.core.roster._vacant[("default", 0)] = 9.0
+    driver.core.roster.vacancies._when[("default", 0)] = 9.0
     assert driver.core.recount() == [
         "slot ('default', 0) refills at 9.0, its history says otherwise"]
 
@@ -119,5 +119,5 @@ def test_the_deadline_heap_stays_small_when_deadlines_move_back() -> None:
     for step in range(500):
         driver.send(Observed(pid, PERFORMING, heartbeat_at=500.0 - step, performs=step,
                              at=1.0))
-    assert len(driver.core.roster._deadline_heap) <= 4 * 1 + 64 + 1
+    assert len(driver.core.roster.deadlines._heap) <= 4 * 1 + 64 + 1
     assert driver.core.next_deadline() == 1001.0

@@ -24,69 +24,56 @@ failures exceed the restart intensity. They are rows too: the supervisor fires
 ``workers_gone``, ``reload_finished`` and ``restarts_exhausted`` after every event, in
 every state but ``stopped``, and the guards decide (``all_workers_reaped``...), so the
 table shows what happens and when. Filling missing slots and retiring surplus workers
-act on workers, not on the master's state: they are the supervisor's derived rules.
+act on workers, not on the master's state: they are derived rules (``rules``).
 
 HUP with a ``config_file`` first asks the adapter to read it (``ReadConfig``); the
 answer comes before any other event, as ``ConfigLoaded`` (take it and replace every
 worker) or ``ConfigRejected`` (say why, keep the running config, and replace every
 worker all the same, as a HUP without a file does).
 
-The service manager (systemd) is told of the states it has words for (``NOTICES``:
-ready once booted, reloading and ready again, stopping), and of the pool's
-counts (``status_line``) whenever they change: ``Notify`` effects, which the adapter
-sends when a service manager listens and drops otherwise.
+The rows for an operator's requests (sizing: TTIN, TTOU, ``Scale``...; signals passed
+on to the workers: USR1, USR2, CONT) are carried out by two small parts of the model
+(``pool_requests``), and what the service manager is told is ``status``'s business.
 """
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any
 
 from transitions import Machine
 
 from prefork.core.context import MachineContext
 from prefork.core.core_options import MASTER_OPTIONS
-from prefork.core.effects import Exit, Log, Notify, ReadConfig, ReopenLogs, Reply, RunHook
+from prefork.core.effects import Exit, Log, ReadConfig, Reply, RunHook
+from prefork.core.master_states import (
+    LEAVING,
+    NOT_SPAWNING,
+    SPAWNING_STATES,
+    SUPERVISING,
+    UP,
+    M,
+    MasterState,
+)
 from prefork.core.outcomes import describe_status
+from prefork.core.pool_requests import Forwarding, Sizing
 from prefork.core.report import StopReport
 from prefork.core.restarts import RestartPolicy
 from prefork.core.roster import Roster
+from prefork.core.rules import fill_missing_slots
 from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
 from prefork.core.snapshot import Snapshot, take_snapshot
 
-
-class MasterState(StrEnum):
-    """The states of the master machine (the names used in specs/master.md)."""
-
-    BOOTING = "booting"
-    RUNNING = "running"
-    PAUSED = "paused"
-    RELOADING = "reloading"
-    DRAINING = "draining"
-    TERMINATING = "terminating"
-    STOPPED = "stopped"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-M = MasterState
-UP = [M.RUNNING, M.PAUSED, M.RELOADING]
-LEAVING = [M.DRAINING, M.TERMINATING]
-# it has workers to look after: every state but booting and stopped
-SUPERVISING = [*UP, *LEAVING]
-SPAWNING_STATES = [M.RUNNING, M.RELOADING]
-NOT_SPAWNING = [M.BOOTING, M.PAUSED, *LEAVING]
+__all__ = [
+    "LEAVING", "MASTER_TRANSITIONS", "MASTER_TRIGGERS", "NOT_SPAWNING", "SIGNAL_TRIGGERS",
+    "SPAWNING_STATES", "SUPERVISING", "UP", "MasterModel", "MasterState",
+]
 
 # requests that only make sense while the master is up; leaving, it logs and ignores them
 _UP_ONLY = [
     "hup_received", "reload_requested", "winch_received", "ttin_received", "ttou_received",
     "start_worker_requested", "stop_worker_requested", "scale_requested",
 ]
-# what the supervisor reviews after every event, in this order
-REVIEWS = ("workers_gone", "reload_finished", "restarts_exhausted")
-
 MASTER_TRANSITIONS: list[dict[str, Any]] = [
     # booting
     {"trigger": "booted", "source": M.BOOTING, "dest": M.RUNNING, "after": "open_pool"},
@@ -180,36 +167,10 @@ SIGNAL_TRIGGERS: dict[Sig, str] = {
 }
 _UNRELOADABLE = tuple(option.name for option in MASTER_OPTIONS if not option.reloadable)
 
-# What the service manager is told when the master enters a state (systemd's words, from
-# sd_notify(3)): ready once up (booted, with the first workers forked by then; a reload
-# over, or cut short by WINCH), reloading when a reload begins, stopping when the master
-# begins to leave (again when a quick stop overtakes a graceful one: systemd does not
-# mind). Only the state entered counts, so that each row of the table says it plainly.
-NOTICES: dict[MasterState, str] = {
-    M.RUNNING: "READY=1",
-    M.PAUSED: "READY=1",
-    M.RELOADING: "RELOADING=1",
-    M.DRAINING: "STOPPING=1",
-    M.TERMINATING: "STOPPING=1",
-}
-
-
-def notice(state: MasterState, now: float) -> Notify | None:
-    """The ``Notify`` for the master entering ``state`` (``None``: the service manager is
-    not told). ``RELOADING=1`` carries the time the reload began in ``CLOCK_MONOTONIC``
-    microseconds, as ``Type=notify-reload`` requires: the core's clock is the adapter's
-    monotonic clock."""
-    message = NOTICES.get(state)
-    if message is None:
-        return None
-    if state is M.RELOADING:
-        message += f"\nMONOTONIC_USEC={int(now * 1_000_000)}"
-    return Notify(message)
-
-
 class MasterModel:
     """The master machine's model: its guards read the roster and the restart policy, its
-    callbacks fire worker triggers through the roster and append effects."""
+    callbacks fire worker triggers through the roster and append effects. The callbacks
+    of an operator's requests are its parts' (``sizing``, ``forwarding``)."""
 
     state: MasterState
 
@@ -224,10 +185,18 @@ class MasterModel:
         self.gave_up: str | None = None  # why the master gave up on a crash loop
         self.report = StopReport()  # the workers the stop ended
         self.awaiting_config: str | None = None  # a ReadConfig not answered yet
-        self.holding = False  # USR2 came after the last CONT: new workers start held
+        self.sizing = Sizing(self)
+        self.forwarding = Forwarding(self)
         Machine(model=self, states=MasterState, transitions=MASTER_TRANSITIONS,
                 initial=MasterState.BOOTING, auto_transitions=False,
                 ignore_invalid_triggers=False)
+
+    def __getattr__(self, name: str) -> Any:
+        """The rows' callbacks that a part carries out (``pool_requests``)."""
+        part = _PARTS.get(name)
+        if part is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(self.__dict__[part], name)
 
     # guards ---------------------------------------------------------------------------
 
@@ -256,7 +225,7 @@ class MasterModel:
 
     def open_pool(self, *_: Any) -> None:
         """Spawn every slot, then tell the user's ``when_ready`` hook."""
-        self.fill_missing_slots()
+        fill_missing_slots(self)
         self.context.emit(RunHook("when_ready", ()))
 
     def stop_all_workers(self, *_: Any) -> None:
@@ -314,48 +283,6 @@ class MasterModel:
         self.context.emit(Log("warning", f"reaped pid={pid} ({describe_status(status)}), "
                                          "which is not a live worker: ignored"))
 
-    def resize_first_group(self, signo: Sig) -> None:
-        """TTIN and TTOU: one worker more or fewer in the first group of the config."""
-        first = next(iter(self.roster.targets))
-        self.scale_group(first, self.roster.targets[first] + (1 if signo is Sig.TTIN else -1))
-
-    def grow_group(self, group: str | None) -> None:
-        group = group or next(iter(self.roster.targets))
-        self.scale_group(group, self.roster.targets.get(group, 0) + 1)
-
-    def shrink_group(self, group: str | None) -> None:
-        group = group or next(iter(self.roster.targets))
-        self.scale_group(group, self.roster.targets.get(group, 0) - 1)
-
-    def scale_group(self, group: str, n: int) -> None:
-        """Set a group's target within 0..max_workers; settle spawns or retires."""
-        targets = self.roster.targets
-        if group not in targets:
-            self.context.emit(Log("warning", f"no group {group!r} to scale (groups: "
-                                             f"{', '.join(targets)})"))
-            return
-        most = self.config.group(group).max_workers
-        bounded = max(0, n if most is None else min(n, most))
-        if bounded != n:
-            self.context.emit(Log("warning", f"group {group} stays at {bounded} workers "
-                                             f"(asked for {n}; bounds 0..{most})"))
-        if bounded != targets[group]:
-            self.context.emit(Log("info", f"group {group}: {targets[group]} -> {bounded} "
-                                          "workers", (("event", "scaled"), ("pool", group),
-                                                      ("from", targets[group]),
-                                                      ("to", bounded))))
-            self.roster.set_target(group, bounded)
-
-    def reopen_logs(self, signo: Sig) -> None:
-        self.context.emit(ReopenLogs())
-        self.forward_to_workers(signo)
-
-    def forward_to_workers(self, signo: Sig) -> None:
-        if signo in (Sig.USR2, Sig.CONT):  # a hold is remembered for the workers to come
-            self.holding = signo is Sig.USR2
-        for worker in self.roster.workers:
-            self.roster.change(worker, "signal_forwarded", signo)
-
     def reply_with_snapshot(self, request: object) -> None:
         self.context.emit(Reply(request, self.snapshot()))
 
@@ -372,37 +299,6 @@ class MasterModel:
                               (("event", "stopped"), ("exit_code", self.exit_code))))
         self.context.emit(Exit(self.exit_code))
 
-    # what the rows and the supervisor share -----------------------------------------------
-
-    def fill_missing_slots(self) -> bool:
-        """Running or reloading, and not past the restart intensity: spawn every vacant
-        slot whose back-off is over. Whether it spawned anything. Not while a
-        ``ReadConfig`` awaits its answer, which the adapter gives before anything else
-        (so a Spawn asked for beside it could not be answered first)."""
-        if (self.state not in SPAWNING_STATES or self.awaiting_config is not None
-                or self.restarts.exhausted(self.context.now)):
-            return False
-        due = self.roster.due_vacancies(self.context.now)
-        for group, slot in due:
-            self.roster.enlist(self.config.group(group), slot, self.holding)
-        return bool(due)
-
-    def status_line(self) -> str | None:
-        """The pool in a line, for the service manager's ``STATUS=``: the state and the
-        live workers against the targets (each group's too when there are several), or
-        how many workers are left while leaving. ``None`` before boot and once stopped."""
-        if self.state in (M.BOOTING, M.STOPPED):
-            return None
-        if self.state in LEAVING:
-            return f"{self.state}: {len(self.roster)} workers left"
-        targets = self.roster.targets
-        counts = {group: len(self.roster.active(group)) for group in targets}
-        line = f"{self.state}: {sum(counts.values())}/{sum(targets.values())} workers"
-        if len(targets) > 1:
-            line += " (" + ", ".join(f"{group} {counts[group]}/{target}"
-                                     for group, target in targets.items()) + ")"
-        return line
-
     def title(self) -> str:
         """The master's process title: ``prefork master [NAME]: 4 workers in 2 pools
         (running)``: every worker not reaped yet, being forked or stopping included."""
@@ -415,3 +311,10 @@ class MasterModel:
     def snapshot(self) -> Snapshot:
         return take_snapshot(self.state, self.roster.targets, self.roster.workers,
                              self.exit_code)
+
+
+# which part of the model carries out each of these rows' callbacks
+_PARTS: dict[str, str] = {
+    **dict.fromkeys(Sizing.CALLBACKS, "sizing"),
+    **dict.fromkeys(Forwarding.CALLBACKS, "forwarding"),
+}

@@ -6,7 +6,8 @@ of those rows and what each row does are here, as data the rows name:
 * ``EXIT_GUARDS``: the guards read with the reap's status and final count of performs;
 * ``ENDS``: for each row's callback, the class it gives the worker (or ``None``: the
   verdict its deadline gave), the log level and the words of its log line;
-* ``ABORTS``: for each timeout row's callback, the verdict and the words of its line.
+* ``ABORTS``: for each timeout row's callback, the verdict and the words of its line;
+* ``end`` and ``abort``: what every such callback does with its line of the tables.
 
 The worker model looks these names up (``Worker.__getattr__``), so a new class of end is
 a new row and a new line here, never another method. What each class costs (back-off,
@@ -19,6 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from prefork.core.effects import Log, RunHook
+from prefork.core.signals import Sig
 
 # the worker model these read (``worker_machine.Worker``, which imports this module)
 Worker = Any
@@ -35,9 +39,6 @@ class Outcome(StrEnum):
     TIMED_OUT = "timed out"  # its perform timed out: ABRT, then KILL if need be
     FORK_FAILED = "fork failed"  # there never was a process
     PERFORM_FAILED = "perform failed"  # a forked perform's child failed; the worker lives on
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def describe_status(status: int) -> str:
@@ -101,6 +102,23 @@ ENDS: dict[str, Ending] = {
 }
 
 
+def end(worker: Worker, ending: Ending, status: int, performs: int | None = None) -> None:
+    """An exited row's callback: the final count, the class, its line, and the
+    ``on_worker_exit`` hook."""
+    worker.performs = worker.count_at_exit(performs)
+    if ending.outcome is not None:
+        worker.outcome = ending.outcome
+    worker.timeout_at = worker.kill_at = None
+    words = ending.words(worker, status, worker.performs)
+    running = worker.performs + 1 if worker.busy else None  # the perform it was in, if any
+    worker.context.emit(Log(ending.level, f"worker {worker.label} {worker.outcome} {words}",
+                            worker.fields("exited", outcome=str(worker.outcome), status=status,
+                                          performs=worker.performs, perform=running)))
+    # the hook's context: pid and status first (what the hook was handed before)
+    worker.context.emit(RunHook("on_worker_exit", (worker.forked_pid(), status, worker.group,
+                                                   worker.slot, worker.outcome, running)))
+
+
 # what each timeout row does ---------------------------------------------------------
 
 
@@ -118,3 +136,22 @@ ABORTS: dict[str, Abort] = {
                          f"{w.setup_seconds:g}s (setup failed); "),
     "abort_perform": Abort(Outcome.TIMED_OUT, lambda w: "timed out; "),
 }
+
+DUMP_GRACE = 1.0
+"""Seconds between a timeout's ABRT and the KILL to the worker's process group: the worker
+dumps its stack and kills its own group at once; the KILL is for a perform stuck in C code,
+where no handler runs. Fixed (not ``kill_timeout``): a hung worker must not run on beside
+its replacement."""
+
+
+def abort(worker: Worker, abort: Abort) -> None:
+    """A timeout row's callback: the verdict now; ABRT (a dump, then the worker kills its
+    own group), and KILL after the dump grace if it is still there."""
+    worker.outcome = abort.verdict
+    worker.killed_for = "timeout"
+    worker.interrupted = worker.interrupted or worker.busy
+    worker.timeout_at = None
+    worker.context.emit(Log("error", f"worker {worker.label} {abort.why(worker)}dumping its "
+                                     "stack (ABRT)",
+                            worker.fields("timed_out", outcome=str(abort.verdict))))
+    worker.send_soft(Sig.ABRT, DUMP_GRACE)

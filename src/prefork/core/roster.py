@@ -3,10 +3,10 @@
 The derived rules run after every event, so they must not walk the pool: a scoreboard
 scan of 256 workers hands the core 256 readings at once. They read indexes kept up to
 date as workers change: the worker of each pid, the live worker of each slot, the Spawns
-not answered yet, the vacant slots with the time each may be refilled (and a heap of
-those times), a heap of worker deadlines, the number of workers of an older generation,
-and the workers a retirement check is due for. One event then costs the same with 4
-workers or 256.
+not answered yet, the vacant slots with the time each may be refilled and the workers'
+deadlines (two timetables, ``prefork.core.schedules``), the number of workers of an
+older generation, and the workers a retirement check is due for. One event then costs the
+same with 4 workers or 256.
 
 Indexes kept by hand drift when one caller forgets one of them, so there is one door:
 ``change(worker, trigger, ...)`` fires a worker trigger and brings every index in step
@@ -17,7 +17,6 @@ of it with a count from scratch; the tests call it after every event.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +25,7 @@ from transitions import Machine, MachineError
 from prefork.core.context import MachineContext
 from prefork.core.effects import Log, RunHook, Spawn
 from prefork.core.errors import CoreError
+from prefork.core.schedules import Deadlines, Vacancies
 from prefork.core.settings import GroupConfig, PoolConfig
 from prefork.core.worker_machine import (
     ACTIVE,
@@ -51,8 +51,9 @@ class Roster:
     """The workers, their indexes, each group's target and the current generation.
 
     ``refill_time(group, slot)`` says when a vacant slot may be spawned again (the
-    restart policy's back-off); the roster asks it whenever a slot falls vacant, and
-    ``reschedule`` tells it that a vacant slot's time changed.
+    restart policy's back-off); ``vacancies`` asks it whenever a slot falls vacant, and
+    ``vacancies.reschedule`` tells it that a vacant slot's time changed. ``deadlines``
+    holds the workers' deadlines.
     """
 
     def __init__(self, config: PoolConfig, context: MachineContext,
@@ -60,19 +61,16 @@ class Roster:
         self.context = context
         self.targets: dict[str, int] = {g.name: g.workers for g in config.groups}
         self.generation = 0
-        self._refill_time = refill_time
         self._machine = new_worker_machine()
         self._workers: dict[Worker, None] = {}  # in spawn order
         self._serial = 0
         self._by_pid: dict[int, Worker] = {}
         self._unforked: dict[Slot, Worker] = {}  # Spawns not answered yet
         self._active: dict[Slot, Worker] = {}  # slot -> its live worker
-        self._vacant: dict[Slot, float] = {}  # slot below target -> refill time
-        self._vacancy_heap: list[tuple[float, int, int, str]] = []  # lazily pruned
-        self._deadline_heap: list[tuple[float, int, Worker]] = []  # lazily pruned
+        self.vacancies = Vacancies(refill_time)  # slot below target -> refill time
+        self.deadlines = Deadlines()
         self._maybe_surplus: dict[Worker, None] = {}  # workers a retirement check is due for
         self.old_workers = 0  # workers of an older generation than the current one
-        self._group_order: dict[str, int] = {}
         self._track_targets()
 
     # reading ------------------------------------------------------------------------
@@ -112,7 +110,7 @@ class Roster:
         key = (worker.group, slot)
         self._unforked[key] = worker
         self._active[key] = worker
-        self._vacant.pop(key, None)
+        self.vacancies.fill(key)
         self.context.emit(RunHook("before_fork", key))
         self.context.emit(Spawn(worker.group, slot, held))
         return worker
@@ -171,10 +169,10 @@ class Roster:
             if self._active.get(key) is worker:
                 del self._active[key]
             if worker.slot < self.targets.get(worker.group, 0):
-                self._set_vacancy(key)
+                self.vacancies.open(key)
         if worker.deadline is not None and (worker.deadline != deadline
                                             or worker.deadline <= self.context.now):
-            self._push_deadline(worker)
+            self.deadlines.push(worker, self._workers, len(self._workers))
         if worker.is_active and worker.worn_out:
             self._maybe_surplus[worker] = None
         if worker.state is WorkerState.DEAD:
@@ -218,13 +216,11 @@ class Roster:
 
     def _track_targets(self) -> None:
         """The targets changed (boot, scale, reload): recount vacancies and surplus."""
-        self._group_order = {group: index for index, group in enumerate(self.targets)}
-        self._vacant = {}
-        self._vacancy_heap = []
+        self.vacancies.reset(self.targets)
         for group, target in self.targets.items():
             for slot in range(target):
                 if (group, slot) not in self._active:
-                    self._set_vacancy((group, slot))
+                    self.vacancies.open((group, slot))
         for (group, slot), worker in self._active.items():
             if slot >= self.targets.get(group, 0):
                 self._maybe_surplus[worker] = None
@@ -247,75 +243,6 @@ class Roster:
         self._maybe_surplus.update(dict.fromkeys(others))
         return first
 
-    # deadlines ----------------------------------------------------------------------
-
-    def _push_deadline(self, worker: Worker) -> None:
-        heap = self._deadline_heap
-        assert worker.deadline is not None
-        heapq.heappush(heap, (worker.deadline, worker.serial, worker))
-        if len(heap) > 4 * len(self._workers) + 64:  # mostly stale: rebuild it
-            self._deadline_heap = [(w.deadline, w.serial, w) for w in self._workers
-                                   if w.deadline is not None]
-            heapq.heapify(self._deadline_heap)
-
-    @staticmethod
-    def _deadline_is_current(entry: tuple[float, int, Worker]) -> bool:
-        when, _, worker = entry
-        return worker.deadline == when and worker.state is not WorkerState.DEAD
-
-    def earliest_deadline(self) -> float | None:
-        heap = self._deadline_heap
-        while heap and not self._deadline_is_current(heap[0]):
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
-
-    def past_deadline(self, now: float) -> list[Worker]:
-        """Workers whose deadline has come, in spawn order (each once)."""
-        heap = self._deadline_heap
-        due: dict[Worker, None] = {}
-        while heap and heap[0][0] <= now:
-            entry = heapq.heappop(heap)
-            if self._deadline_is_current(entry):
-                due[entry[2]] = None
-        return sorted(due, key=lambda worker: worker.serial)
-
-    # vacancies ----------------------------------------------------------------------
-
-    def reschedule(self, group: str, slot: int) -> None:
-        """The slot's refill time changed (a failure backed it off): if it is vacant,
-        it is refilled at the new time."""
-        if (group, slot) in self._vacant:
-            self._set_vacancy((group, slot))
-
-    def _set_vacancy(self, key: Slot) -> None:
-        """A slot below its target has no live worker: it is refilled at its refill time."""
-        group, slot = key
-        when = self._refill_time(group, slot)
-        self._vacant[key] = when
-        heapq.heappush(self._vacancy_heap, (when, self._group_order[group], slot, group))
-
-    def earliest_refill_after(self, now: float) -> float | None:
-        """The first back-off to end after ``now``: when a vacant slot may be spawned."""
-        heap = self._vacancy_heap
-        while heap and self._vacant.get((heap[0][3], heap[0][2])) != heap[0][0]:
-            heapq.heappop(heap)  # filled, or refilled at another time since
-        if not heap:
-            return None
-        if heap[0][0] > now:
-            return heap[0][0]
-        # some slot is due but was not spawned (too many crashes): look past it
-        return min((when for when in self._vacant.values() if when > now), default=None)
-
-    def due_vacancies(self, now: float) -> list[Slot]:
-        """Vacant slots whose back-off is over, in group then slot order."""
-        heap = self._vacancy_heap
-        due: dict[Slot, None] = {}
-        while heap and heap[0][0] <= now:
-            when, _, slot, group = heapq.heappop(heap)
-            if self._vacant.get((group, slot)) == when:
-                due[(group, slot)] = None
-        return sorted(due, key=lambda key: (self._group_order[key[0]], key[1]))
-
     # the check ----------------------------------------------------------------------
 
     def recount(self) -> list[str]:
@@ -329,12 +256,7 @@ class Roster:
             errors.append(f"live slots {sorted(self._active)} != {sorted(active)}")
         vacant = {(group, slot) for group, target in self.targets.items()
                   for slot in range(target) if (group, slot) not in active}
-        if vacant != set(self._vacant):
-            errors.append(f"vacant slots {sorted(self._vacant)} != {sorted(vacant)}")
-        for (group, slot), when in self._vacant.items():
-            if when != self._refill_time(group, slot):
-                errors.append(f"slot {(group, slot)} refills at {when}, its history says "
-                              "otherwise")
+        errors += self.vacancies.recount(vacant)
         unforked = {(w.group, w.slot): w for w in workers if w.pid is None}
         if unforked != self._unforked:
             errors.append(f"unforked {sorted(self._unforked)} != {sorted(unforked)}")
@@ -344,7 +266,7 @@ class Roster:
         if old != self.old_workers:
             errors.append(f"{self.old_workers} old workers counted, {old} found")
         deadlines = [w.deadline for w in workers if w.deadline is not None]
-        if min(deadlines, default=None) != self.earliest_deadline():
+        if min(deadlines, default=None) != self.deadlines.earliest():
             errors.append("the deadline heap lost the earliest worker deadline")
         if self._machine.models != workers:
             errors.append("the machine's models are not the roster's workers")

@@ -27,8 +27,5 @@ class Sig(StrEnum):
     KILL = "KILL"
     ABRT = "ABRT"
 
-    def __str__(self) -> str:
-        return self.value
-
     def __repr__(self) -> str:
         return self.value

@@ -16,13 +16,14 @@ and routes between them; it decides nothing a table or a policy can decide:
   outbox every callback appends its effects to.
 
 An event becomes a trigger: a signal or a command fires a master trigger, a reading, a
-reap or a passed deadline fires a worker trigger. Then ``settle`` applies what follows
-from the whole picture until nothing changes, as h11 does with its derived state: it
-fires the master's three reviews (stop when empty, finish a reload, give up on a crash
-loop: rows whose guards decide), then retires one surplus worker or fills the missing
-slots. How each worker ended is a row of the worker table; what it costs is the restart
-policy's answer, asked right after the row. Last, the supervisor asks for a wake-up
-(``WakeAt``) at its earliest deadline whenever that time changes.
+reap or a passed deadline fires a worker trigger. Then the derived rules (``rules``)
+apply what follows from the whole picture until nothing changes, as h11 does with its
+derived state: the master's three reviews (stop when empty, finish a reload, give up on
+a crash loop: rows whose guards decide), then retiring one surplus worker or filling the
+missing slots. How each worker ended is a row of the worker table; what it costs is the
+restart policy's answer, asked right after the row. Last, the supervisor tells the
+service manager the pool's status line and asks for a wake-up (``WakeAt``) at its
+earliest deadline, each whenever it changes (``status``).
 
 The adapter keeps two promises, which the supervisor checks: it answers every ``Spawn``
 (``Forked``/``ForkFailed``) and every ``ReadConfig`` (``ConfigLoaded``/``ConfigRejected``)
@@ -42,19 +43,18 @@ from prefork.core.effects import Effect, Log, Notify, SetTitle, WakeAt
 from prefork.core.errors import CoreError
 from prefork.core.master_machine import (
     LEAVING,
-    REVIEWS,
     SIGNAL_TRIGGERS,
     SPAWNING_STATES,
-    UP,
     MasterModel,
     MasterState,
-    notice,
 )
 from prefork.core.outcomes import Outcome
 from prefork.core.restarts import FAILURES, RestartPolicy
 from prefork.core.roster import Roster
+from prefork.core.rules import settle
 from prefork.core.settings import PoolConfig
 from prefork.core.snapshot import Snapshot
+from prefork.core.status import Told, notice, status_line
 from prefork.core.worker_machine import Worker, WorkerState
 
 # commands: the master trigger each fires, and the event's fields it carries
@@ -85,21 +85,25 @@ class Supervisor:
         self.restarts = RestartPolicy(config)
         self.roster = Roster(config, self.context, self.restarts.respawn_at)
         self.master = MasterModel(config, self.context, self.roster, self.restarts)
-        self._wake_at: float | None = None
-        self._status: str | None = None  # the last status line told
+        self.told = Told(self.context)  # the status line and the wake-up time last told
         self._title: str | None = None  # the last process title set
 
     # the sans-IO entry point ------------------------------------------------------------
 
     def handle(self, event: ev.Event) -> list[Effect]:
         """Apply one event; return the effects the adapter must carry out, in order."""
-        self._advance_clock(event)
+        when = event.now if isinstance(event, ev.Tick) else event.at
+        if when is not None:  # the clock only moves forward
+            self.context.now = max(self.context.now, when)
         self._check_answers(event)
         self._dispatch(event)
-        self.settle()
-        self._tell_status()
+        settle(self.master, self.fire)
+        line = status_line(self.state, self.roster)
+        if line is not None:
+            self.told.tell("status", line, Notify(f"STATUS={line}"))
         self._retitle()
-        self._ask_for_wake_up()
+        when = self.next_deadline()
+        self.told.tell("wake", when, WakeAt(when))
         return self.context.take()
 
     # what the outside may read ----------------------------------------------------------
@@ -141,9 +145,9 @@ class Supervisor:
 
     def next_deadline(self) -> float | None:
         """The earliest time the core must be woken (``None``: nothing to time)."""
-        times = [when for when in (self.roster.earliest_deadline(),) if when is not None]
+        times = [when for when in (self.roster.deadlines.earliest(),) if when is not None]
         if self.state in SPAWNING_STATES:
-            refill = self.roster.earliest_refill_after(self.now)
+            refill = self.roster.vacancies.earliest_after(self.now)
             if refill is not None:
                 times.append(refill)
         return min(times, default=None)
@@ -185,11 +189,6 @@ class Supervisor:
                 self.context.emit(told)
 
     # dispatch -------------------------------------------------------------------------
-
-    def _advance_clock(self, event: ev.Event) -> None:
-        when = event.now if isinstance(event, ev.Tick) else event.at
-        if when is not None:
-            self.context.now = max(self.context.now, when)
 
     def _check_answers(self, event: ev.Event) -> None:
         """The adapter answers a Spawn or a ReadConfig before handing over anything else."""
@@ -277,7 +276,7 @@ class Supervisor:
     def _on_tick(self, event: ev.Tick) -> None:
         if self.state is MasterState.STOPPED:  # the adapter exits on Exit: time stops here
             raise CoreError("master machine: no row for Tick in state stopped")
-        for worker in self.roster.past_deadline(self.now):
+        for worker in self.roster.deadlines.past(self.now):
             self._fire_and_count(worker, "deadline_passed")
 
     _HANDLERS: ClassVar[dict[type, Callable[[Supervisor, Any], None]]] = {
@@ -301,38 +300,7 @@ class Supervisor:
         for line in self.restarts.failed(worker.outcome, worker.settings, worker.slot,
                                          self.now, worker.time_up(self.now)):
             self.context.emit(line)
-        self.roster.reschedule(worker.group, worker.slot)
-
-    # derived rules --------------------------------------------------------------------
-
-    def settle(self) -> None:
-        """Apply the derived rules until none of them has anything left to do."""
-        while self.state is not MasterState.STOPPED and self._apply_one_rule():
-            pass
-
-    def _apply_one_rule(self) -> bool:
-        before = self.state
-        for review in REVIEWS:
-            self.fire(self.master, review)
-            if self.state is not before:
-                return True
-        return self._retire_one_surplus() or self.master.fill_missing_slots()
-
-    def _retire_one_surplus(self) -> bool:
-        if self.state not in UP:
-            return False
-        worker = self.roster.next_surplus(paused=self.state is MasterState.PAUSED)
-        if worker is None:
-            return False
-        self.fire(worker, "stop_requested")
-        return True
-
-    def _tell_status(self) -> None:
-        """``Notify(STATUS=...)`` whenever the pool's status line changes."""
-        line = self.master.status_line()
-        if line is not None and line != self._status:
-            self._status = line
-            self.context.emit(Notify(f"STATUS={line}"))
+        self.roster.vacancies.reschedule((worker.group, worker.slot))
 
     def _retitle(self) -> None:
         """``SetTitle`` whenever the master's title changes (its counts do, between the
@@ -343,9 +311,3 @@ class Supervisor:
         if title != self._title:
             self._title = title
             self.context.emit(SetTitle(title))
-
-    def _ask_for_wake_up(self) -> None:
-        when = self.next_deadline()
-        if when != self._wake_at:
-            self._wake_at = when
-            self.context.emit(WakeAt(when))

@@ -15,7 +15,7 @@ rise of the worker's count of failed performs (forking strategy) is a row of its
 Whatever the master decides to do to a worker goes through ``stopping``: a graceful
 stop (QUIT, with ``graceful_timeout`` to finish), a quick one (TERM, with
 ``kill_timeout``), or a timeout (ABRT: the worker dumps its stack and kills its own
-process group; the master sends KILL after ``DUMP_GRACE`` in case a perform stuck in C
+process group; the master sends KILL after ``outcomes.DUMP_GRACE`` in case a perform stuck in C
 code ran no handler). ``stop_signal`` remembers the soft signal sent, so a quick stop
 can still overtake a graceful one but nothing is ever sent twice. When the stop deadline
 passes the worker gets KILL once and its deadlines are cleared.
@@ -49,8 +49,8 @@ from functools import partial
 from typing import Any
 
 from prefork.core.context import MachineContext
-from prefork.core.effects import Kill, Log, RunHook
-from prefork.core.outcomes import ABORTS, ENDS, EXIT_GUARDS, Abort, Ending, Outcome
+from prefork.core.effects import Kill, Log
+from prefork.core.outcomes import ABORTS, ENDS, EXIT_GUARDS, Outcome, abort, end
 from prefork.core.settings import GroupConfig
 from prefork.core.signals import Sig
 
@@ -64,20 +64,11 @@ class WorkerState(StrEnum):
     STOPPING = "stopping"
     DEAD = "dead"
 
-    def __str__(self) -> str:
-        return self.value
-
 
 S = WorkerState
 ACTIVE = [S.SPAWNING, S.IDLE, S.PERFORMING]
 READY = [S.IDLE, S.PERFORMING]
 UNREAPED = [*ACTIVE, S.STOPPING]
-
-DUMP_GRACE = 1.0
-"""Seconds between a timeout's ABRT and the KILL to the worker's process group: the worker
-dumps its stack and kills its own group at once; the KILL is for a perform stuck in C code,
-where no handler runs. Fixed (not ``kill_timeout``): a hung worker must not run on beside
-its replacement."""
 
 # Rows grouped by trigger then source, as specs/worker.md lists them.
 WORKER_TRANSITIONS: list[dict[str, Any]] = [
@@ -192,9 +183,9 @@ class Worker:
         if name in EXIT_GUARDS:
             return partial(EXIT_GUARDS[name], self)
         if name in ENDS:
-            return partial(self._end, ENDS[name])
+            return partial(end, self, ENDS[name])
         if name in ABORTS:
-            return partial(self._abort, ABORTS[name])
+            return partial(abort, self, ABORTS[name])
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
@@ -287,35 +278,23 @@ class Worker:
                                        f"({failures} in all)",
                               self.fields("perform_failed", failures=failures)))
 
-    def _send_soft(self, signo: Sig, grace: float) -> None:
+    def send_soft(self, signo: Sig, grace: float) -> None:
         self.stop_signal = signo
         self.kill_at = self.context.now + grace
-        self.context.emit(Kill(self._pid(), signo))
+        self.context.emit(Kill(self.forked_pid(), signo))
 
     def send_quit(self) -> None:
-        self._send_soft(Sig.QUIT, self.settings.graceful_timeout)
+        self.send_soft(Sig.QUIT, self.settings.graceful_timeout)
 
     def send_term(self) -> None:
         self.interrupted = self.interrupted or self.busy
-        self._send_soft(Sig.TERM, self.settings.kill_timeout)
+        self.send_soft(Sig.TERM, self.settings.kill_timeout)
 
     def overtake_with_term(self) -> None:
         """A quick stop after a graceful one: TERM now, and KILL no later than before."""
         earlier = self.kill_at  # not None: told_to_quit guards this row
         self.send_term()
         self.kill_at = min(self.context.now + self.settings.kill_timeout, earlier)
-
-    def _abort(self, abort: Abort) -> None:
-        """A timeout passed: the verdict now; ABRT (a dump, then the worker kills its own
-        group), and KILL after the dump grace if it is still there."""
-        self.outcome = abort.verdict
-        self.killed_for = "timeout"
-        self.interrupted = self.interrupted or self.busy
-        self.timeout_at = None
-        self.context.emit(Log("error", f"worker {self.label} {abort.why(self)}dumping its "
-                                       "stack (ABRT)",
-                              self.fields("timed_out", outcome=str(abort.verdict))))
-        self._send_soft(Sig.ABRT, DUMP_GRACE)
 
     def send_kill(self) -> None:
         self.timeout_at = self.kill_at = None
@@ -325,33 +304,19 @@ class Worker:
         self.interrupted = self.interrupted or self.busy
         self.context.emit(Log("warning", f"worker {self.label} did not stop in time; KILL",
                               self.fields("killed", reason=self.killed_for)))
-        self.context.emit(Kill(self._pid(), Sig.KILL))
+        self.context.emit(Kill(self.forked_pid(), Sig.KILL))
 
     def forward_signal(self, signo: Sig) -> None:
-        self.context.emit(Kill(self._pid(), signo))
+        self.context.emit(Kill(self.forked_pid(), signo))
 
-    # the ends: the exited rows' callbacks are ``outcomes.ENDS`` -----------------------------
+    # the ends: the exited and timeout rows' callbacks are ``outcomes.end`` and ``abort`` ---
 
     def end_unforked(self, error: str) -> None:
         self.outcome = Outcome.FORK_FAILED
         self.context.emit(Log("error", f"worker {self.label} fork failed: {error}",
                               self.fields("fork_failed", error=error)))
 
-    def _end(self, ending: Ending, status: int, performs: int | None = None) -> None:
-        self.performs = self.count_at_exit(performs)
-        if ending.outcome is not None:
-            self.outcome = ending.outcome
-        self.timeout_at = self.kill_at = None
-        words = ending.words(self, status, self.performs)
-        running = self.performs + 1 if self.busy else None  # the perform it was in, if any
-        self.context.emit(Log(ending.level, f"worker {self.label} {self.outcome} {words}",
-                              self.fields("exited", outcome=str(self.outcome), status=status,
-                                          performs=self.performs, perform=running)))
-        # the hook's context: pid and status first (what the hook was handed before)
-        self.context.emit(RunHook("on_worker_exit", (self._pid(), status, self.group,
-                                                     self.slot, self.outcome, running)))
-
-    def _pid(self) -> int:
+    def forked_pid(self) -> int:
         """The pid to signal: the supervisor never acts on a worker before ``Forked``."""
         assert self.pid is not None, f"{self.label}: signalled before Forked"
         return self.pid
