@@ -209,7 +209,10 @@ def test_the_soft_timeout_raises_perform_timeout_inside_the_perform(pool, strate
     wait_for(lambda: len(stamps(run, f"handed-back.{worker}")) == 2, 10, "two soft timeouts")
     [(_, began, _), _] = stamps(run, f"starts.{worker}")
     [(_, caught, _), _] = stamps(run, f"handed-back.{worker}")
-    assert caught - began >= 0.3 - 0.01, "not before the soft limit"
+    # the timer is armed right before perform() is called, and the perform's first act is
+    # to write its start stamp: the stamp is late by as long as that write took (15 ms and
+    # more on a loaded machine), so the limit is seen from it as 0.3 s less that delay
+    assert caught - began >= 0.3 - 0.1, "not before the soft limit"
     run.expect(rf"pid={worker} \w+ -> dead")
     log = run.output()
     assert "Traceback" not in log and "crash" not in log, "a perform that caught it is done"
