@@ -43,8 +43,7 @@ from typing import Any
 from transitions import Machine
 
 from prefork.core.context import MachineContext
-from prefork.core.core_options import MASTER_OPTIONS
-from prefork.core.effects import Exit, Log, ReadConfig, Reply, RunHook
+from prefork.core.effects import Exit, Log, Reply, RunHook
 from prefork.core.master_states import (
     LEAVING,
     NOT_SPAWNING,
@@ -56,6 +55,7 @@ from prefork.core.master_states import (
 )
 from prefork.core.outcomes import describe_status
 from prefork.core.pool_requests import Forwarding, Sizing
+from prefork.core.reloads import Reloads
 from prefork.core.report import StopReport
 from prefork.core.restarts import RestartPolicy
 from prefork.core.roster import Roster
@@ -165,9 +165,8 @@ SIGNAL_TRIGGERS: dict[Sig, str] = {
     for sig in (Sig.QUIT, Sig.TERM, Sig.INT, Sig.HUP, Sig.WINCH, Sig.TTIN, Sig.TTOU,
                 Sig.USR1, Sig.USR2, Sig.CONT, Sig.CHLD)
 }
-_UNRELOADABLE = tuple(option.name for option in MASTER_OPTIONS if not option.reloadable)
 
-class MasterModel:
+class MasterModel(Reloads):
     """The master machine's model: its guards read the roster and the restart policy, its
     callbacks fire worker triggers through the roster and append effects. The callbacks
     of an operator's requests are its parts' (``sizing``, ``forwarding``)."""
@@ -240,38 +239,6 @@ class MasterModel:
         """A new generation: every current worker is stopped gracefully; settle refills."""
         self.roster.new_generation()
         self.stop_all_workers()
-
-    def read_config(self, *_: Any) -> None:
-        assert self.config.config_file is not None  # has_config_file guards this row
-        self.awaiting_config = self.config.config_file
-        self.context.emit(ReadConfig(self.config.config_file))
-
-    def take_file_and_replace_workers(self, config: PoolConfig) -> None:
-        self.context.emit(Log("info", f"config file {self.config.config_file} reloaded",
-                              (("event", "reloaded"), ("config_file", self.config.config_file))))
-        self.take_config_and_replace_workers(config)
-
-    def take_config_and_replace_workers(self, config: PoolConfig) -> None:
-        """A new config: groups come and go, kept groups' workers take their new options."""
-        config = self._keep_unreloadable(config)
-        self.config = config
-        self.roster.adopt(config)
-        self.restarts.reconfigure(config)
-        self.roster.set_targets({g.name: g.workers for g in config.groups})
-        self.replace_workers()
-
-    def _keep_unreloadable(self, config: PoolConfig) -> PoolConfig:
-        kept = {name: getattr(self.config, name) for name in _UNRELOADABLE
-                if getattr(config, name) != getattr(self.config, name)}
-        for name, value in kept.items():
-            self.context.emit(Log("warning", f"{name} cannot change on a reload (restart "
-                                             f"the master to change it): keeping {value!r}"))
-        return config.with_options(**kept) if kept else config
-
-    def keep_config_and_replace_workers(self, path: str, why: str) -> None:
-        self.context.emit(Log("error", f"config file {path} not reloaded, the running "
-                                       f"config stays: {why}"))
-        self.replace_workers()
 
     def log_winch_ignored(self, *_: Any) -> None:
         self.context.emit(Log("info", "WINCH ignored: the master has a controlling terminal"))

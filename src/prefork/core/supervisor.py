@@ -42,20 +42,19 @@ from prefork.core.context import MachineContext
 from prefork.core.effects import Effect, Log, Notify, SetTitle, WakeAt
 from prefork.core.errors import CoreError
 from prefork.core.master_machine import (
-    LEAVING,
     SIGNAL_TRIGGERS,
     SPAWNING_STATES,
     MasterModel,
     MasterState,
 )
-from prefork.core.outcomes import Outcome
-from prefork.core.restarts import FAILURES, RestartPolicy
+from prefork.core.restarts import RestartPolicy
 from prefork.core.roster import Roster
 from prefork.core.rules import settle
 from prefork.core.settings import PoolConfig
 from prefork.core.snapshot import Snapshot
 from prefork.core.status import Told, notice, status_line
-from prefork.core.worker_machine import Worker, WorkerState
+from prefork.core.worker_events import WorkerEvents
+from prefork.core.worker_machine import Worker
 
 # commands: the master trigger each fires, and the event's fields it carries
 _COMMANDS: dict[type, tuple[str, Callable[[Any], tuple[Any, ...]]]] = {
@@ -72,7 +71,7 @@ _SPAWN_ANSWERS = (ev.Forked, ev.ForkFailed)
 _CONFIG_ANSWERS = (ev.ConfigLoaded, ev.ConfigRejected)
 
 
-class Supervisor:
+class Supervisor(WorkerEvents):
     """The pure core: feed it events with ``handle``, carry out the effects it returns.
 
     Nothing here reads a clock, forks or signals: time comes in on events and every
@@ -227,80 +226,15 @@ class Supervisor:
             raise CoreError(f"master machine: no row for {event!r} in state {self.state}")
         self.fire(self.master, trigger, event.signo)
 
-    def _on_forked(self, event: ev.Forked) -> None:
-        worker = self._answered_spawn(event.group, event.slot, event)
-        if self.roster.by_pid(event.pid) is not None:
-            raise CoreError(f"master machine: {event!r} reuses the pid of a live worker")
-        self.fire(worker, "forked", event.pid)
-
-    def _on_fork_failed(self, event: ev.ForkFailed) -> None:
-        worker = self._answered_spawn(event.group, event.slot, event)
-        self._fire_and_count(worker, "fork_failed", event.error)
-
-    def _answered_spawn(self, group: str, slot: int, event: ev.Event) -> Worker:
-        worker = self.roster.unanswered(group, slot)
-        if worker is None:
-            raise CoreError(f"master machine: {event!r} answers no Spawn")
-        return worker
-
-    def _on_child_exited(self, event: ev.ChildExited) -> None:
-        worker = self.roster.by_pid(event.pid)
-        if worker is None:
-            self.fire(self.master, "stray_child_exited", event.pid, event.status)
-            return
-        if event.performing is not None:  # the final reading: no sample is fresher
-            worker.busy = event.performing
-        if worker.is_active and worker.count_at_exit(event.performs) > 0:
-            self.restarts.worked(worker.group, worker.slot)  # the slot works
-        self._fire_and_count(worker, "exited", event.status, event.performs)
-        if self.state in LEAVING:
-            self.master.report.record(worker)
-
-    def _on_observed(self, event: ev.Observed) -> None:
-        worker = self.roster.by_pid(event.pid)
-        if worker is None:
-            raise CoreError(f"master machine: {event!r} names no live worker")
-        trigger = f"reported_{WorkerState(event.state).value}"
-        self.fire(worker, trigger, event.heartbeat_at, event.performs)
-        rise = event.failures - worker.failures
-        if rise > 0:  # counted once: the worker keeps the highest count seen
-            self.fire(worker, "performs_failed", event.failures)
-            self.restarts.failed(Outcome.PERFORM_FAILED, worker.settings, worker.slot,
-                                 self.now, None, count=rise)
-        # Only a live worker ends its slot's run of failures: one already told to stop
-        # (timed out, or of an older generation) may report performs done before the
-        # slot's latest failures, and must not wipe the back-off they earned.
-        if worker.performs > 0 and worker.is_active:
-            self.restarts.worked(worker.group, worker.slot)
-
-    def _on_tick(self, event: ev.Tick) -> None:
-        if self.state is MasterState.STOPPED:  # the adapter exits on Exit: time stops here
-            raise CoreError("master machine: no row for Tick in state stopped")
-        for worker in self.roster.deadlines.past(self.now):
-            self._fire_and_count(worker, "deadline_passed")
-
     _HANDLERS: ClassVar[dict[type, Callable[[Supervisor, Any], None]]] = {
         ev.Boot: _on_boot,
         ev.Signal: _on_signal,
-        ev.Forked: _on_forked,
-        ev.ForkFailed: _on_fork_failed,
-        ev.ChildExited: _on_child_exited,
-        ev.Observed: _on_observed,
-        ev.Tick: _on_tick,
+        ev.Forked: WorkerEvents.on_forked,
+        ev.ForkFailed: WorkerEvents.on_fork_failed,
+        ev.ChildExited: WorkerEvents.on_child_exited,
+        ev.Observed: WorkerEvents.on_observed,
+        ev.Tick: WorkerEvents.on_tick,
     }
-
-    def _fire_and_count(self, worker: Worker, trigger: str, *args: Any) -> None:
-        """Fire a trigger that may give the worker its outcome; a new outcome that is a
-        failure is counted, once: a timed-out worker's verdict came with its deadline
-        (its replacement waits from then on), and its reap changes nothing more."""
-        verdict = worker.outcome
-        self.fire(worker, trigger, *args)
-        if worker.outcome is verdict or worker.outcome not in FAILURES:
-            return
-        for line in self.restarts.failed(worker.outcome, worker.settings, worker.slot,
-                                         self.now, worker.time_up(self.now)):
-            self.context.emit(line)
-        self.roster.vacancies.reschedule((worker.group, worker.slot))
 
     def _retitle(self) -> None:
         """``SetTitle`` whenever the master's title changes (its counts do, between the

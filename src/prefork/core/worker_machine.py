@@ -49,10 +49,11 @@ from functools import partial
 from typing import Any
 
 from prefork.core.context import MachineContext
-from prefork.core.effects import Kill, Log
+from prefork.core.effects import Log
 from prefork.core.outcomes import ABORTS, ENDS, EXIT_GUARDS, Outcome, abort, end
 from prefork.core.settings import GroupConfig
 from prefork.core.signals import Sig
+from prefork.core.worker_signals import SignalsSent
 
 
 class WorkerState(StrEnum):
@@ -135,7 +136,7 @@ WORKER_TRIGGERS: tuple[str, ...] = tuple(
 )
 
 
-class Worker:
+class Worker(SignalsSent):
     """One worker process, as the master knows it: a model of the shared worker machine.
 
     Fields are data the tables' guards and the supervisor's rules read: ``pid`` (``None``
@@ -278,45 +279,9 @@ class Worker:
                                        f"({failures} in all)",
                               self.fields("perform_failed", failures=failures)))
 
-    def send_soft(self, signo: Sig, grace: float) -> None:
-        self.stop_signal = signo
-        self.kill_at = self.context.now + grace
-        self.context.emit(Kill(self.forked_pid(), signo))
-
-    def send_quit(self) -> None:
-        self.send_soft(Sig.QUIT, self.settings.graceful_timeout)
-
-    def send_term(self) -> None:
-        self.interrupted = self.interrupted or self.busy
-        self.send_soft(Sig.TERM, self.settings.kill_timeout)
-
-    def overtake_with_term(self) -> None:
-        """A quick stop after a graceful one: TERM now, and KILL no later than before."""
-        earlier = self.kill_at  # not None: told_to_quit guards this row
-        self.send_term()
-        self.kill_at = min(self.context.now + self.settings.kill_timeout, earlier)
-
-    def send_kill(self) -> None:
-        self.timeout_at = self.kill_at = None
-        if self.killed_for is None:
-            quit_ = self.stop_signal is Sig.QUIT
-            self.killed_for = "graceful_timeout" if quit_ else "kill_timeout"
-        self.interrupted = self.interrupted or self.busy
-        self.context.emit(Log("warning", f"worker {self.label} did not stop in time; KILL",
-                              self.fields("killed", reason=self.killed_for)))
-        self.context.emit(Kill(self.forked_pid(), Sig.KILL))
-
-    def forward_signal(self, signo: Sig) -> None:
-        self.context.emit(Kill(self.forked_pid(), signo))
-
     # the ends: the exited and timeout rows' callbacks are ``outcomes.end`` and ``abort`` ---
 
     def end_unforked(self, error: str) -> None:
         self.outcome = Outcome.FORK_FAILED
         self.context.emit(Log("error", f"worker {self.label} fork failed: {error}",
                               self.fields("fork_failed", error=error)))
-
-    def forked_pid(self) -> int:
-        """The pid to signal: the supervisor never acts on a worker before ``Forked``."""
-        assert self.pid is not None, f"{self.label}: signalled before Forked"
-        return self.pid
