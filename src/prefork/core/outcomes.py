@@ -154,4 +154,7 @@ def abort(worker: Worker, abort: Abort) -> None:
     worker.context.emit(Log("error", f"worker {worker.label} {abort.why(worker)}dumping its "
                                      "stack (ABRT)",
                             worker.fields("timed_out", outcome=str(abort.verdict))))
+    due = worker.kill_at  # a stop's KILL already due is never put off by the timeout
     worker.send_soft(Sig.ABRT, DUMP_GRACE)
+    if due is not None:
+        worker.kill_at = min(worker.kill_at, due)
