@@ -66,6 +66,12 @@ def expected_backoff(failures: int, config: PoolConfig) -> float:
     return min(group.restart_backoff_max, group.restart_backoff * 2.0 ** doublings)
 
 
+def _intensity(config: PoolConfig) -> tuple[int | None, float]:
+    """The restart intensity the generated configs give every pool alike."""
+    group = config.groups[0]
+    return group.max_restarts, group.restart_period
+
+
 # strategies ---------------------------------------------------------------------------
 
 eighths = st.integers(1, 24).map(lambda n: n / 8)
@@ -108,7 +114,8 @@ class PoolChecker:
         self.kill_by: dict[int, float] = {}  # process serial -> when KILL is due at the latest
         self.settings_of: dict[int, GroupConfig] = {}  # process serial -> its group options
         self.slots: dict[tuple[str, int], tuple[int, float]] = {}  # -> (streak, respawn at)
-        self.crash_times: list[float] = []
+        # each pool's failure times, for its own restart intensity
+        self.crash_times: dict[str, list[float]] = defaultdict(list)
         self.policy_since = 0.0  # when max_restarts/restart_period last changed
         self.unanswered = 0  # Spawns not yet answered with Forked/ForkFailed
         self.horizon = 0.0  # no back-off runs past this time
@@ -192,8 +199,12 @@ class PoolChecker:
         elif isinstance(event, Reload | ConfigLoaded):
             self.targets = {g.name: g.workers for g in event.config.groups}
             self.slots = {key: v for key, v in self.slots.items() if key[0] in self.targets}
-            policy = (event.config.max_restarts, event.config.restart_period)
-            if policy != (self.config.max_restarts, self.config.restart_period):
+            # a dropped pool's failures are forgotten with it
+            self.crash_times = defaultdict(list, {
+                group: times for group, times in self.crash_times.items()
+                if group in self.targets})
+            policy = (_intensity(event.config), _intensity(self.config))
+            if policy[0] != policy[1]:
                 # How much crash history a new period sees is the core's choice (it
                 # forgets crashes older than the period in force when it looked): the
                 # "must give up" check starts afresh, "must not give up" keeps it all.
@@ -237,7 +248,7 @@ class PoolChecker:
             if event.failures > seen:
                 self.failures_seen[process.serial] = event.failures
                 self.failures["perform failed"] += event.failures - seen
-                self.crash_times += [now] * (event.failures - seen)
+                self._count_toward_intensity(process.group, now, event.failures - seen)
             if process.reported_performs > 0 and not process.told_to_stop:
                 self.slots.pop(self._slot(process), None)
         elif isinstance(event, ChildExited) and not process.told_to_stop:
@@ -312,6 +323,11 @@ class PoolChecker:
         assert process.group is not None and process.slot is not None
         return (process.group, process.slot)
 
+    def _count_toward_intensity(self, group: str | None, now: float, count: int = 1) -> None:
+        """A failure counts toward its pool's intensity; a pool a reload dropped has none."""
+        if group in self.sim.supervisor.config.group_names:
+            self.crash_times[group] += [now] * count
+
     def _up(self, process: SimProcess) -> float | None:
         """How long the core has known ``process`` ready (``None``: never)."""
         since = self.ready_at.get(process.serial)
@@ -327,7 +343,7 @@ class PoolChecker:
         streak += 1
         delay = expected_backoff(streak, config)
         self.slots[key] = (streak, now + delay)
-        self.crash_times.append(now)
+        self._count_toward_intensity(key[0], now)
         self.horizon = max(self.horizon, now + delay)
         if delay > 0 and not any(isinstance(e, Log) and e.level in ("warning", "error")
                                  for e in step.effects):
@@ -396,8 +412,10 @@ class PoolChecker:
         """INV-6: the restart intensity (more than max_restarts in restart_period: give up)."""
         sup, event = self.sim.supervisor, step.event
         config, now = sup.config, sup.now
-        limit = config.max_restarts
-        window = [t for t in self.crash_times if t > now - config.restart_period]
+        limit, period = _intensity(config)
+        # the pool nearest its limit (the options are the same in every pool here)
+        window = max(([t for t in times if t > now - period]
+                      for times in self.crash_times.values()), key=len, default=[])
         quick = isinstance(event, Signal) and event.signo in (Sig.TERM, Sig.INT)
         exit_one = any(isinstance(e, Exit) and e.code == 1 for e in step.effects)
         gave_up = step.before in UP and not quick and (
@@ -406,14 +424,14 @@ class PoolChecker:
             self.gave_up = True
             if limit is None or len(window) <= limit:
                 self.flag(6, step, f"gave up after {len(window)} crashes in "
-                                   f"{config.restart_period:g}s (max_restarts={limit})")
+                                   f"{period:g}s (max_restarts={limit})")
             if not any(isinstance(e, Log) and e.level == "error" for e in step.effects):
                 self.flag(6, step, "gave up without saying why")
         elif limit is not None and step.after in SPAWNING_STATES and not self.unanswered:
             # (the core gives up once every Spawn it asked for is answered)
             recent = [t for t in window if t >= self.policy_since]
             if len(recent) > limit:
-                self.flag(6, step, f"{len(recent)} crashes in {config.restart_period:g}s "
+                self.flag(6, step, f"{len(recent)} crashes in {period:g}s "
                                    f"(max_restarts={limit}) and the master carries on")
 
     def _check_stop(self, step: Step) -> None:

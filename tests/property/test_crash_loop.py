@@ -111,7 +111,7 @@ def test_a_setup_that_always_crashes_is_forked_at_the_backoff_rate(
     crashes = sum(isinstance(step.event, ChildExited) for step in sim.trace)
     if crashes > workers:
         # some slot failed its setup twice in a row: it had to wait, and the master says so
-        assert any(isinstance(e, Log) and e.level in ("warning", "error") and "respawn" in
+        assert any(isinstance(e, Log) and e.level in ("warning", "error") and "next start in" in
                    e.message for e in sim.effects_since(0, Log))
     assert sim.state is M.RUNNING
 

@@ -213,7 +213,8 @@ class MasterModel(Reloads):
         return not self.roster.old_workers
 
     def restart_intensity_exceeded(self, *_: Any) -> bool:
-        """More than ``max_restarts`` failures within the last ``restart_period``."""
+        """Some group failed more than its ``max_restarts`` times within the last
+        ``restart_period`` seconds."""
         return self.restarts.exhausted(self.context.now)
 
     def spawn_unanswered(self, *_: Any) -> bool:
@@ -254,10 +255,16 @@ class MasterModel(Reloads):
         self.context.emit(Reply(request, self.snapshot()))
 
     def give_up(self, *_: Any) -> None:
+        """The pool past its restart intensity is named: the others were doing well."""
         self.exit_code = 1
-        self.gave_up = (f"more than {self.config.max_restarts} crashes in "
-                        f"{self.config.restart_period:g}s")
-        self.context.emit(Log("error", f"{self.gave_up}: giving up"))
+        pool = self.restarts.exhausted_group(self.context.now)
+        assert pool is not None  # restart_intensity_exceeded guards this row
+        group = self.config.group(pool)
+        self.gave_up = (f"more than {group.max_restarts} crashes in "
+                        f"{group.restart_period:g}s (pool {pool})")
+        self.context.emit(Log("error", f"pool {pool}: more than {group.max_restarts} crashes "
+                                       f"in {group.restart_period:g}s: giving up",
+                              (("event", "gave_up"), ("pool", pool))))
         self.terminate_all_workers()
 
     def exit(self, *_: Any) -> None:
