@@ -153,7 +153,8 @@ def test_backoff_wakes_the_master_when_the_slot_may_be_refilled() -> None:
     driver.send(ChildExited(first, 1, at=1.0))
     (second,) = driver.pids()
     effects = driver.send(ChildExited(second, 1, at=1.5))
-    assert Log("warning", "pool default: 2 crashes in 60s, next start in 2s (slot default.0 failed 2 times in a row)") in effects
+    assert Log("warning", "pool default: 2 crashes in 60s, next start in 2s "
+                          "(slot default.0 failed 2 times in a row)") in effects
     assert effects[-1] == WakeAt(3.5)
     assert driver.pids() == []
     assert not [e for e in driver.send(Tick(3.4)) if isinstance(e, Spawn)]
@@ -193,7 +194,8 @@ def test_time_up_counts_from_the_first_ready_reading_not_from_the_fork() -> None
     (pid,) = driver.pids()  # forked at 1, ready at 9: up 10s since the fork, 2s ready
     driver.send(Observed(pid, IDLE, at=9))
     effects = driver.send(ChildExited(pid, 1, at=11))
-    assert Log("warning", "pool default: 2 crashes in 60s, next start in 2s (slot default.0 failed 2 times in a row)") in effects
+    assert Log("warning", "pool default: 2 crashes in 60s, next start in 2s "
+                          "(slot default.0 failed 2 times in a row)") in effects
     assert not driver.of(Spawn)
 
 

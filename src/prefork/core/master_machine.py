@@ -18,13 +18,15 @@ ignored: the table is the whole behaviour, and a pair without a row raises
 title; rows that act on workers fire worker triggers through the roster, one worker at
 a time.
 
-Three decisions follow from the whole picture rather than from one event: stop when the
+Four decisions follow from the whole picture rather than from one event: stop when the
 last worker is reaped, finish a reload when the last old worker is, give up when
-failures exceed the restart intensity. They are rows too: the supervisor fires
-``workers_gone``, ``reload_finished`` and ``restarts_exhausted`` after every event, in
-every state but ``stopped``, and the guards decide (``all_workers_reaped``...), so the
-table shows what happens and when. Filling missing slots and retiring surplus workers
-act on workers, not on the master's state: they are derived rules (``rules``).
+failures exceed the restart intensity, and move the targets of the pools that scale by
+their spare workers (``scaling``). They are rows too: the supervisor fires
+``workers_gone``, ``reload_finished``, ``restarts_exhausted`` and ``spares_reviewed``
+after every event, in every state but ``stopped``, and the guards (or the scaling rule)
+decide (``all_workers_reaped``...), so the table shows what happens and when. Filling
+missing slots and retiring surplus workers act on workers, not on the master's state:
+they are derived rules (``rules``).
 
 HUP with a ``config_file`` first asks the adapter to read it (``ReadConfig``); the
 answer comes before any other event, as ``ConfigLoaded`` (take it and replace every
@@ -60,6 +62,7 @@ from prefork.core.report import StopReport
 from prefork.core.restarts import RestartPolicy
 from prefork.core.roster import Roster
 from prefork.core.rules import fill_missing_slots
+from prefork.core.scaling import SpareScaling
 from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
 from prefork.core.snapshot import Snapshot, take_snapshot
@@ -153,6 +156,9 @@ MASTER_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "restarts_exhausted", "source": SPAWNING_STATES, "dest": None,
      "conditions": ["restart_intensity_exceeded", "spawn_unanswered"]},
     {"trigger": "restarts_exhausted", "source": NOT_SPAWNING, "dest": None},
+    {"trigger": "spares_reviewed", "source": SPAWNING_STATES, "dest": None, "after": "rescale"},
+    {"trigger": "spares_reviewed", "source": NOT_SPAWNING, "dest": None,
+     "after": "rest_scaling"},
 ]
 
 MASTER_TRIGGERS: tuple[str, ...] = tuple(
@@ -186,6 +192,7 @@ class MasterModel(Reloads):
         self.awaiting_config: str | None = None  # a ReadConfig not answered yet
         self.sizing = Sizing(self)
         self.forwarding = Forwarding(self)
+        self.scaling = SpareScaling(self)
         Machine(model=self, states=MasterState, transitions=MASTER_TRANSITIONS,
                 initial=MasterState.BOOTING, auto_transitions=False,
                 ignore_invalid_triggers=False)
@@ -291,4 +298,5 @@ class MasterModel(Reloads):
 _PARTS: dict[str, str] = {
     **dict.fromkeys(Sizing.CALLBACKS, "sizing"),
     **dict.fromkeys(Forwarding.CALLBACKS, "forwarding"),
+    **dict.fromkeys(SpareScaling.CALLBACKS, "scaling"),
 }
