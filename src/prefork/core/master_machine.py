@@ -62,10 +62,11 @@ from prefork.core.report import StopReport
 from prefork.core.restarts import RestartPolicy
 from prefork.core.roster import Roster
 from prefork.core.rules import fill_missing_slots
-from prefork.core.scaling import SpareScaling
+from prefork.core.scaling import SpareScaling, scales
 from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
-from prefork.core.snapshot import Snapshot, take_snapshot
+from prefork.core.snapshot import PoolView, Snapshot, take_snapshot
+from prefork.core.worker_machine import WorkerState
 
 __all__ = [
     "LEAVING", "MASTER_TRANSITIONS", "MASTER_TRIGGERS", "NOT_SPAWNING", "SIGNAL_TRIGGERS",
@@ -291,7 +292,19 @@ class MasterModel(Reloads):
 
     def snapshot(self) -> Snapshot:
         return take_snapshot(self.state, self.roster.targets, self.roster.workers,
-                             self.exit_code)
+                             self.exit_code, self._pool_views())
+
+    def _pool_views(self) -> list[PoolView]:
+        """Each pool of the running config: its target, bounds, readings, crash loop."""
+        roster, now = self.roster, self.context.now
+        return [
+            PoolView(group.name, roster.targets.get(group.name, 0), group.min_workers,
+                     group.max_workers, scales(group), roster.busy(group.name),
+                     roster.idle(group.name),
+                     sum(w.state is WorkerState.SPAWNING for w in roster.active(group.name)),
+                     self.restarts.crash_loop(group.name, now))
+            for group in self.config.groups
+        ]
 
 
 # which part of the model carries out each of these rows' callbacks
