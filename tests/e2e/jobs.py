@@ -111,3 +111,16 @@ class Crashy(prefork.Job):
         if os.environ.get("CRASH_ALWAYS") or Crashy.count % 2 == 0:
             raise ValueError("perform exploded on purpose")
         mark(f"ends.{self.worker.pid}", str(os.getpid()))
+
+
+class Loaded(prefork.Job):
+    """A synthetic load: while the marker file ``busy`` exists every perform works for a
+    moment; without it a perform finds nothing to do and returns ``prefork.IDLE``, so the
+    scoreboard says idle."""
+
+    def perform(self) -> object:
+        if (DIR / "busy").exists():
+            time.sleep(0.05)
+            return None
+        time.sleep(0.02)
+        return prefork.IDLE
