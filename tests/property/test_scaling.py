@@ -26,6 +26,7 @@ What must hold (specs/master.md, "Spare-worker scaling"):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 from hypothesis import example, given, note
 from hypothesis import strategies as st
@@ -122,7 +123,7 @@ def check_bounds_and_rate(pool: LoadedPool, decisions: list[Scaled]) -> None:
     for decision in decisions:
         assert group.min_workers <= decision.after <= group.max_workers, decision
     growth = [d for d in decisions if d.after > d.before]
-    for earlier, later in zip(growth, growth[1:], strict=False):
+    for earlier, later in pairwise(growth):
         assert later.at >= earlier.at + group.scale_interval, (earlier, later)
     for decision in growth:
         assert decision.after - decision.before <= SPAWN_RATE_CAP, decision
@@ -134,7 +135,7 @@ def check_one_way(pool: LoadedPool, decisions: list[Scaled]) -> None:
     ups = [d for d in decisions if d.after > d.before]
     downs = [d for d in decisions if d.after < d.before]
     assert not (ups and downs), f"the target went both ways under a steady load: {decisions}"
-    for earlier, later in zip(downs, downs[1:], strict=False):
+    for earlier, later in pairwise(downs):
         assert later.at >= earlier.at + pool.group.idle_timeout, (earlier, later)
 
 
