@@ -23,16 +23,25 @@ def test_a_pool_in_its_band_is_settled_and_asks_for_no_wake_up() -> None:
     assert memory.wake_at is None
 
 
-def test_growth_doubles_per_interval_while_the_shortage_lasts() -> None:
+def test_a_saturated_pool_grows_by_a_rate_that_doubles_per_interval() -> None:
+    """Every worker busy: the demand may be any larger than the pool, so each step adds
+    the whole rate (not just the one spare short), up to max_workers."""
     memory, target, steps = Memory(), 1, []
-    for now in (0.0, 0.5, 1.0, 1.5, 2.0, 3.0):
-        busy = target  # every worker busy: one spare short, however many there are
-        decision = review(POOL, memory, target, busy, 0, now)
+    for now in (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0):
+        decision = review(POOL, memory, target, busy=target, idle=0, now=now)
         steps.append(decision.target - target)
         target = decision.target
-    # 1 at once; nothing before the interval; then 1 (the shortage is one worker) ...
-    assert steps == [1, 0, 1, 0, 1, 1]
-    assert memory.rate == 16
+    # 1 at once; nothing before the interval; 2, 4, then what is left below 10
+    assert steps == [1, 0, 2, 0, 4, 2, 0]
+    assert target == 10 and memory.wake_at is None
+
+
+def test_an_unsaturated_pool_grows_by_the_shortage_at_most() -> None:
+    """Some worker idle: the demand is known, and a step adds no more than is short."""
+    memory = Memory()
+    wide = GroupConfig("web", 6, max_workers=100, min_spare=3, max_spare=3)
+    decision = review(wide, memory, target=6, busy=4, idle=2, now=0.0)  # 1 short
+    assert decision.target == 7 and memory.wake_at is None
 
 
 def test_a_growth_step_is_the_rate_or_the_shortage_whichever_is_smaller() -> None:

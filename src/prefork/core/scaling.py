@@ -13,22 +13,27 @@ arithmetic:
 * **surplus** = idle - ``max_spare``: only workers read idle, never one still in its
   setup (a slow setup is not idleness). It decides shrinking.
 * **Grow** while spare < ``min_spare`` and the target is below ``max_workers``: add
-  ``rate`` workers (no more than the shortage), at most once per ``scale_interval``;
-  the rate starts at 1 and doubles for every interval the shortage lasts, up to
-  ``SPAWN_RATE_CAP`` (Apache's 1, 2, 4... 32), and falls back to 1 once the shortage is
-  over. A burst of load is met in a few intervals without a fork storm.
+  ``rate`` workers, at most once per ``scale_interval``; the rate starts at 1 and
+  doubles for every interval the shortage lasts, up to ``SPAWN_RATE_CAP`` (Apache's 1,
+  2, 4... 32), and falls back to 1 once the shortage is over. While some worker is not
+  busy the demand is known (it is ``busy``), so a step adds no more than the shortage;
+  while every worker is busy (*saturated*) the demand may be any larger, and a step adds
+  the whole rate: a burst of load is met in a few intervals without a fork storm, at the
+  price of an overshoot of less than the last step, which the shrink rule takes back.
 * **Shrink** once a surplus has lasted ``idle_timeout``: the target drops by
   the smallest surplus seen over that time (the surplus that really lasted), never below
   ``min_workers``; the workers beyond the new target are stopped gracefully (QUIT: each
   finishes its perform). A new surplus must then last another ``idle_timeout``.
 
-No oscillation: growing stops at spare = ``min_spare``, shrinking leaves ``max_spare``
-idle, idle <= spare always, and ``min_spare <= max_spare`` (the config refuses the other
-way). So under a constant demand of B busy workers (no request, no crash) the target
-only ever moves one way: a growth leaves idle <= ``min_spare`` <= ``max_spare`` (no
-surplus), and a shrink leaves spare >= idle >= ``max_spare`` >= ``min_spare`` (no
-shortage); and it goes down at most once per ``idle_timeout``. It settles at the first
-target with ``min_spare <= target - B`` and ``idle <= max_spare``, or at a bound.
+No oscillation: a shrink leaves spare >= idle >= ``max_spare`` >= ``min_spare`` (idle
+<= spare always, and the config refuses ``min_spare > max_spare``), so no growth can
+follow it while the demand holds. So under a constant demand of B busy workers (no
+request, no crash) the target goes up, then down, and then holds: never down then up; the
+first shrink comes at least ``idle_timeout`` after the last growth (the surplus must
+last that long, and a growth ends any surplus), and shrinks are ``idle_timeout`` apart.
+Only a saturated growth can overshoot (without one the target only ever moves one way);
+it settles at a target with ``min_spare <= target - B`` and ``idle <= max_spare``, or at
+a bound.
 
 The rule needs the clock only while a decision is pending (a growth step waiting for its
 interval, a surplus waiting for ``idle_timeout``); ``wake_at`` says when, and a settled
@@ -90,7 +95,9 @@ def review(group: GroupConfig, memory: Memory, target: int, busy: int, idle: int
     shortage = min((group.min_spare or 0) - spare, ceiling - target)
     if shortage > 0:
         memory.surplus_since = None
-        return _grow(group, memory, target, shortage, spare, now)
+        saturated = busy >= target  # every worker busy: the demand may be any larger
+        room = ceiling - target if saturated else shortage
+        return _grow(group, memory, target, room, spare, now)
     memory.rate = 1  # the shortage (if there was one) is over
     surplus = 0 if group.max_spare is None else min(idle - group.max_spare,
                                                     target - group.min_workers)
@@ -100,15 +107,17 @@ def review(group: GroupConfig, memory: Memory, target: int, busy: int, idle: int
     return _shrink(group, memory, target, surplus, now)
 
 
-def _grow(group: GroupConfig, memory: Memory, target: int, shortage: int, spare: int,
+def _grow(group: GroupConfig, memory: Memory, target: int, room: int, spare: int,
           now: float) -> Decision:
+    """``room``: how many workers this growth may add at most (the shortage, or while
+    saturated everything up to ``max_workers``)."""
     if memory.grown_at is not None and now < memory.grown_at + group.scale_interval:
         memory.wake_at = memory.grown_at + group.scale_interval
         return Decision(target)
-    step = min(memory.rate, shortage)
+    step = min(memory.rate, room)
     memory.rate = min(memory.rate * 2, SPAWN_RATE_CAP)
     memory.grown_at = now
-    if step < shortage:
+    if step < room:  # more may be needed: look again in an interval
         memory.wake_at = now + group.scale_interval
     return Decision(target + step, f"{spare} spare, min_spare {group.min_spare}")
 
