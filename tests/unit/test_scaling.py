@@ -4,7 +4,7 @@ idle_timeout, the bounds, and the wake-ups it asks for."""
 from __future__ import annotations
 
 from prefork.core import GroupConfig
-from prefork.core.scaling import SPAWN_RATE_CAP, Memory, review, scales
+from prefork.core.scaling import SPAWN_RATE_CAP, Decision, Memory, review, scales
 
 POOL = GroupConfig("mail", 2, min_workers=1, max_workers=10, min_spare=1, max_spare=2,
                    idle_timeout=5, scale_interval=1)
@@ -54,7 +54,7 @@ def test_a_growth_step_is_the_rate_or_the_shortage_whichever_is_smaller() -> Non
         if decision.target < 21:
             assert memory.wake_at == second + 1.0  # the next step is due in an interval
     assert steps == [1, 2, 4, 8, 5, 0, 0, 0]  # 1, 2, 4, 8, then what is left of 20
-    assert memory.wake_at is None and memory.rate == 1  # no shortage: settled
+    assert memory.wake_at is None  # no shortage: settled
 
 
 def test_the_rate_is_capped() -> None:
@@ -120,3 +120,16 @@ def test_the_readings_of_one_scan_count_as_one_moment() -> None:
     for idle in (3, 4, 5, 6):  # four workers read idle, one after another, at t=0
         review(POOL, memory, 6, busy=0, idle=idle, now=0.0)
     assert review(POOL, memory, 6, busy=0, idle=6, now=5.0).target == 2
+
+
+def test_the_rate_doubles_across_the_moments_a_step_seems_enough() -> None:
+    """The workers a step forks count as spare while they set up: the shortage seems
+    over until they are busy too. The rate goes on doubling all the same, and only a
+    whole interval without a step makes it 1 again."""
+    memory, target = Memory(), 1
+    for now in (0.0, 1.0, 2.0):
+        target = review(POOL, memory, target, busy=target, idle=0, now=now).target
+        assert review(POOL, memory, target, busy=target - 1, idle=0, now=now + 0.5) \
+            == Decision(target)  # the new workers set up: spare 1, no shortage
+    assert target == 8  # 1 + 1 + 2 + 4
+    assert review(POOL, memory, 8, busy=8, idle=0, now=4.0).target == 9  # a new shortage

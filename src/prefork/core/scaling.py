@@ -15,7 +15,9 @@ arithmetic:
 * **Grow** while spare < ``min_spare`` and the target is below ``max_workers``: add
   ``rate`` workers, at most once per ``scale_interval``; the rate starts at 1 and
   doubles for every interval the shortage lasts, up to ``SPAWN_RATE_CAP`` (Apache's 1,
-  2, 4... 32), and falls back to 1 once the shortage is over. While some worker is not
+  2, 4... 32), and is 1 again after an interval with no step. (The workers a step
+  forks count as spare while they set up, so between two steps the shortage may seem
+  over for a moment; only a whole interval without one ends it.) While some worker is not
   busy the demand is known (it is ``busy``), so a step adds no more than the shortage;
   while every worker is busy (*saturated*) the demand may be any larger, and a step adds
   the whole rate: a burst of load is met in a few intervals without a fork storm, at the
@@ -98,7 +100,6 @@ def review(group: GroupConfig, memory: Memory, target: int, busy: int, idle: int
         saturated = busy >= target  # every worker busy: the demand may be any larger
         room = ceiling - target if saturated else shortage
         return _grow(group, memory, target, room, spare, now)
-    memory.rate = 1  # the shortage (if there was one) is over
     surplus = 0 if group.max_spare is None else min(idle - group.max_spare,
                                                     target - group.min_workers)
     if surplus <= 0:
@@ -111,9 +112,12 @@ def _grow(group: GroupConfig, memory: Memory, target: int, room: int, spare: int
           now: float) -> Decision:
     """``room``: how many workers this growth may add at most (the shortage, or while
     saturated everything up to ``max_workers``)."""
-    if memory.grown_at is not None and now < memory.grown_at + group.scale_interval:
-        memory.wake_at = memory.grown_at + group.scale_interval
+    interval = group.scale_interval
+    if memory.grown_at is not None and now < memory.grown_at + interval:
+        memory.wake_at = memory.grown_at + interval
         return Decision(target)
+    if memory.grown_at is None or now >= memory.grown_at + 2 * interval:
+        memory.rate = 1  # no step in the last interval: a new shortage
     step = min(memory.rate, room)
     memory.rate = min(memory.rate * 2, SPAWN_RATE_CAP)
     memory.grown_at = now
