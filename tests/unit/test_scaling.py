@@ -4,7 +4,14 @@ idle_timeout, the bounds, and the wake-ups it asks for."""
 from __future__ import annotations
 
 from prefork.core import GroupConfig
-from prefork.core.scaling import SPAWN_RATE_CAP, Decision, Memory, review, scales
+from prefork.core.scaling import (
+    SPAWN_RATE_CAP,
+    Decision,
+    Memory,
+    review,
+    scales,
+    target_after_reload,
+)
 
 POOL = GroupConfig("mail", 2, min_workers=1, max_workers=10, min_spare=1, max_spare=2,
                    idle_timeout=5, scale_interval=1)
@@ -133,3 +140,11 @@ def test_the_rate_doubles_across_the_moments_a_step_seems_enough() -> None:
             == Decision(target)  # the new workers set up: spare 1, no shortage
     assert target == 8  # 1 + 1 + 2 + 4
     assert review(POOL, memory, 8, busy=8, idle=0, now=4.0).target == 9  # a new shortage
+
+
+def test_a_reload_keeps_a_scaling_pools_target_within_its_new_bounds() -> None:
+    assert target_after_reload(POOL, 7) == 7
+    assert target_after_reload(POOL, 12) == 10  # the new max_workers
+    assert target_after_reload(POOL, 0) == 1  # the new min_workers
+    assert target_after_reload(POOL, None) == 2  # a new pool: its workers
+    assert target_after_reload(GroupConfig("fixed", 3), 7) == 3  # not scaling: workers

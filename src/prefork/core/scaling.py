@@ -64,6 +64,16 @@ def scales(group: GroupConfig) -> bool:
     return group.min_spare is not None or group.max_spare is not None
 
 
+def target_after_reload(group: GroupConfig, running: int | None) -> int:
+    """A reload's target for ``group``: a pool that scales keeps the target it runs with
+    (``running``), within its new bounds, so that a deploy under load has no capacity
+    dip; a new pool, or one that does not scale, starts from its ``workers``."""
+    if not scales(group) or running is None:
+        return group.workers
+    ceiling = running if group.max_workers is None else group.max_workers
+    return max(group.min_workers, min(running, ceiling))
+
+
 @dataclass
 class Memory:
     """What the rule remembers of one pool between two events."""
