@@ -72,6 +72,18 @@ def _intensity(config: PoolConfig) -> tuple[int | None, float]:
     return group.max_restarts, group.restart_period
 
 
+def _scales(group: GroupConfig) -> bool:
+    return group.min_spare is not None or group.max_spare is not None
+
+
+def _reload_target(group: GroupConfig, running: int | None) -> int:
+    """A reload's target, as docs/supervision.md says it."""
+    if not _scales(group) or running is None:
+        return group.workers
+    top = running if group.max_workers is None else group.max_workers
+    return max(group.min_workers, min(running, top))
+
+
 # strategies ---------------------------------------------------------------------------
 
 eighths = st.integers(1, 24).map(lambda n: n / 8)
@@ -83,6 +95,12 @@ def pool_configs(draw: st.DrawFn) -> PoolConfig:
     names = draw(st.lists(st.sampled_from(GROUP_NAMES), min_size=1, max_size=2, unique=True))
     counts = [draw(st.integers(0, 3)) for _ in names]
     backoff = draw(st.sampled_from([0.125, 0.25, 0.5, 1.0, 2.0]))
+    most = draw(st.none() | st.integers(max(counts), 5))
+    least = draw(st.sampled_from([0, 0, 0, min(counts)]))
+    # spare-worker scaling, sometimes (min_spare needs a ceiling; max_spare alone shrinks)
+    spares = draw(st.sampled_from([(None, None), (None, None), (None, 1), (0, 1), (1, 2)]))
+    if most is None and spares[0] is not None:
+        spares = (None, spares[1])
     return PoolConfig.of(
         groups=dict(zip(names, counts, strict=True)),
         timeout=draw(st.none() | st.sampled_from([1.0, 5.0, 20.0])),
@@ -90,7 +108,8 @@ def pool_configs(draw: st.DrawFn) -> PoolConfig:
         graceful_timeout=draw(st.sampled_from([0.0, 1.0, 5.0, 30.0])),
         kill_timeout=draw(st.sampled_from([0.0, 1.0, 10.0])),
         graceful_term=draw(st.booleans()),
-        max_workers=draw(st.none() | st.integers(max(counts), 5)),
+        max_workers=most, min_workers=least, min_spare=spares[0], max_spare=spares[1],
+        idle_timeout=draw(st.sampled_from([0.5, 2.0])), scale_interval=0.25,
         max_performs=draw(st.none() | st.integers(1, 3)),
         restart_backoff=backoff,
         restart_backoff_max=backoff * draw(st.sampled_from([1, 2, 4, 8, 16])),
@@ -183,7 +202,7 @@ class PoolChecker:
         def clamp(n: int) -> int:
             most = config.groups[0].max_workers
             top = n if most is None else min(n, most)
-            return max(0, top)
+            return max(config.groups[0].min_workers, top)
 
         if isinstance(event, Signal) and event.signo in (Sig.TTIN, Sig.TTOU):
             delta = 1 if event.signo is Sig.TTIN else -1
@@ -197,7 +216,10 @@ class PoolChecker:
             if event.group in self.targets:
                 self.targets[event.group] = clamp(event.n)
         elif isinstance(event, Reload | ConfigLoaded):
-            self.targets = {g.name: g.workers for g in event.config.groups}
+            # a pool that scales keeps its target within its new bounds; others take
+            # their workers (docs/supervision.md)
+            self.targets = {g.name: _reload_target(g, self.targets.get(g.name))
+                            for g in event.config.groups}
             self.slots = {key: v for key, v in self.slots.items() if key[0] in self.targets}
             # a dropped pool's failures are forgotten with it
             self.crash_times = defaultdict(list, {
@@ -457,12 +479,19 @@ class PoolChecker:
             self.flag(3, step, f"every worker is reaped, yet the master is still {step.after}")
 
     def _check_targets(self, step: Step) -> None:
-        """INV-7: targets stay within 0..max_workers and are what the requests asked."""
+        """INV-7: targets stay within min_workers..max_workers and are what the requests
+        asked, or what the scaling rule of a pool that scales said in a ``scaled`` line."""
         sup = self.sim.supervisor
-        top = sup.config.groups[0].max_workers
+        top, least = sup.config.groups[0].max_workers, sup.config.groups[0].min_workers
         for group, n in sup.targets.items():
-            if n < 0 or (top is not None and n > top):
-                self.flag(7, step, f"group {group} target {n} outside 0..{top}")
+            if n < least or (top is not None and n > top):
+                self.flag(7, step, f"group {group} target {n} outside {least}..{top}")
+        said = {dict(e.fields).get("pool"): dict(e.fields).get("to") for e in step.effects
+                if isinstance(e, Log) and dict(e.fields).get("event") == "scaled"
+                and e.message.startswith("pool ")}
+        for group, n in said.items():
+            if group in self.targets and _scales(sup.config.group(group)):
+                self.targets[group] = n
         if sup.targets != self.targets:
             self.flag(7, step, f"targets {sup.targets}, the requests asked for {self.targets}")
 
