@@ -189,6 +189,12 @@ class SpareScaling:
                      ("to", decision.target), ("busy", roster.busy(group.name)))))
                 roster.set_target(group.name, decision.target)
 
+    def wanted(self) -> bool:
+        """Whether the review has anything to do: some pool scales, or the rule still
+        remembers something. Without, the supervisor does not fire the row (a fired
+        trigger costs what the rest of a small event costs)."""
+        return bool(self.memories) or any(scales(g) for g in self.master.config.groups)
+
     def rest_scaling(self, *_: Any) -> None:
         """Not running: nothing is pending; the review starts afresh when it runs again."""
         self.memories.clear()
