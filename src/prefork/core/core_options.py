@@ -203,8 +203,8 @@ CORE_OPTIONS: tuple[Option, ...] = (
     Option("min_workers", Count(0), 0,
            "TTOU (and scaling) never shrinks the pool below this"),
     Option("min_spare", Count(0, optional=True), None,
-           "spare-worker scaling: grow while fewer workers than this are idle (needs "
-           "max_workers; off by default)"),
+           "spare-worker scaling: grow while fewer workers than this are spare (idle, or "
+           "still in setup; needs max_workers; off by default)"),
     Option("max_spare", Count(0, optional=True), None,
            "spare-worker scaling: stop the idle workers beyond this once they have been "
            "idle for idle_timeout (off by default)"),
