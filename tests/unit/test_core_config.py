@@ -171,3 +171,11 @@ def test_a_flag_reads_the_usual_words(text: str, value: bool) -> None:
 def test_a_flag_refuses_other_words(text: str) -> None:
     with pytest.raises(ValueError, match="is not true or false"):
         Flag().parse(text)
+
+
+def test_seconds_read_whole_numbers_as_whole() -> None:
+    # so that a value read from a flag prints as it was written: "timeout 5", not "5.0"
+    assert repr(Seconds().parse("5")) == "5"
+    assert Seconds().parse("0.5") == 0.5
+    with pytest.raises(ValueError, match="'soon' is not a number of seconds"):
+        Seconds().parse("soon")
