@@ -270,4 +270,6 @@ class Roster:
             errors.append("the deadline heap lost the earliest worker deadline")
         if self._machine.models != workers:
             errors.append("the machine's models are not the roster's workers")
+        if not set(self._maybe_surplus) <= set(workers):
+            errors.append("a buried worker is still up for retirement")
         return errors
