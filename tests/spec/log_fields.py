@@ -46,13 +46,31 @@ EVENTS = documented_events()
 SEEN: set[str] = set()
 
 
+# the words of each event's line: a line in these words must carry the event's fields
+WORDS = {
+    "master": r"^master \S+ -> \S+ \(\w+\)$",
+    "spawned": r"^worker group=.* spawned$",
+    "fork_failed": r"^worker group=.* fork failed: ",
+    "transition": r"^worker group=.* \S+ -> \S+ \(\w+\)$",
+    "perform_failed": r"^worker group=.* performs? failed \(\d+ in all\)$",
+    "timed_out": r"^worker group=.*dumping its stack \(ABRT\)$",
+    "killed": r"^worker group=.* did not stop in time; KILL$",
+    "exited": r"^worker group=\S+ slot=\d+ pid=\d+ (retired|exited|crashed|killed|setup failed"
+              r"|timed out) ",
+    "scaled": r"^group .*: \d+ -> \d+ workers$",
+    "reloaded": r"^config file .* reloaded$",
+    "stopped": r"^master stopped: ",
+}
+
+
 def problems(line: Log) -> list[str]:
     """What is wrong with ``line``'s fields (nothing for a good line)."""
     fields = line.fields
     if not isinstance(fields, tuple):
         return [f"fields must be a tuple of pairs, not {fields!r}"]
     if not fields:
-        return []
+        return [f"the line of event {event!r} has no fields ({line.message!r})"
+                for event, words in WORDS.items() if re.search(words, line.message)][:1]
     keys = [key for key, _ in fields]
     if keys[0] != "event":
         return [f"the first field must be the event, not {keys[0]!r}"]
@@ -92,9 +110,29 @@ def _per_event(event: str, values: dict[str, object], message: str) -> list[str]
                            and (values["perform"] is None
                                 or values["perform"] == values["performs"] + 1)),
         "perform_failed": lambda: f"({values['failures']} in all)" in message,
-        "fork_failed": lambda: str(values["error"]) in message,
+        "fork_failed": lambda: (isinstance(values["error"], str)
+                                and message.endswith(f"fork failed: {values['error']}")),
         "reloaded": lambda: f"config file {values['config_file']} reloaded" in message,
         "stopped": lambda: isinstance(values["exit_code"], int),
     }
     check = checks.get(event)
     return [] if check is None or check() else [f"{event}: fields {values} disagree"]
+
+
+def hook_disagreements(effects: list) -> list[str]:
+    """An ``exited`` line and the ``on_worker_exit`` hook after it are told the same end:
+    pid, status, pool, slot, outcome and the perform it was in."""
+    found = []
+    for index, effect in enumerate(effects):
+        if not (isinstance(effect, Log) and effect.fields
+                and effect.fields[0] == ("event", "exited")):
+            continue
+        values = dict(effect.fields)
+        told = (values["worker_pid"], values["status"], values["pool"], values["slot"],
+                values["outcome"], values["perform"])
+        hooks = [e.args for e in effects[index + 1:]
+                 if type(e).__name__ == "RunHook" and e.name == "on_worker_exit"]
+        if not hooks or tuple(str(a) if i == 4 else a for i, a in enumerate(hooks[0])) != told:
+            found.append(f"the exited line says {told}, the hook is told "
+                         f"{hooks[0] if hooks else 'nothing'}")
+    return found

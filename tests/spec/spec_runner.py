@@ -326,6 +326,8 @@ class Adapter:
                 assert not wrong, f"a log line's fields are off: {wrong}"
                 if line.fields:
                     log_fields.SEEN.add(str(line.fields[0][1]))
+        wrong = log_fields.hook_disagreements(effects)
+        assert not wrong, f"a log line and its hook disagree: {wrong}"
         return effects
 
     def read(self, request: ReadConfig) -> Event:
