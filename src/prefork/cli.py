@@ -198,7 +198,7 @@ def _usage(message: str) -> int:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """``prefork run``: build the master, run it, return its exit status."""
-    from prefork.api import Master, PidFileInUse  # not at import time: --version stays fast
+    from prefork.api import EndpointInUse, Master, PidFileInUse  # not at import: --version
 
     environ = os.environ if environ is None else environ
     try:
@@ -222,7 +222,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         code = master.run()
     except ConfigError as error:  # found only when starting (a log file that won't open...)
         return _usage(str(error))
-    except PidFileInUse as error:  # another master runs: this one must not
+    except (PidFileInUse, EndpointInUse) as error:  # another master runs: this one must not
         print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
