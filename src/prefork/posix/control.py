@@ -229,10 +229,15 @@ def describe(request: dict[str, Any]) -> str:
 def open_control(path: str, explicit: bool, logger: Any) -> ControlServer | None:
     """Listen on ``path`` (mode 0600). A stale socket file is replaced; a live master's
     raises ``EndpointInUse`` when ``explicit``, and is left alone otherwise (``None``)."""
-    if len(os.fsencode(path)) > _UNIX_PATH_MAX:
-        raise ConfigError("control_socket", path, f"is longer than {_UNIX_PATH_MAX} bytes")
-    if not os.path.isdir(os.path.dirname(path)):
-        raise ConfigError("control_socket", path, "its directory does not exist")
+    why_not = (f"is longer than {_UNIX_PATH_MAX} bytes" if len(os.fsencode(path)) >
+               _UNIX_PATH_MAX else None if os.path.isdir(os.path.dirname(path))
+               else "its directory does not exist")
+    if why_not is not None:
+        if explicit:
+            raise ConfigError("control_socket", path, why_not)
+        logger.warning(f"the default control socket {path} {why_not}: this master runs "
+                       "without one (set control_socket)")
+        return None
     if os.path.lexists(path):
         if not stat.S_ISSOCK(os.lstat(path).st_mode):
             raise ConfigError("control_socket", path, "exists and is not a socket")

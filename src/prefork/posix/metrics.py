@@ -33,8 +33,9 @@ def _escape(value: str) -> str:
 
 
 def _family(name: str, kind: str, doc: str, samples: Iterable[Sample]) -> list[str]:
-    lines = [f"# HELP {name} {doc}", f"# TYPE {name} {kind}"]
+    # a counter's samples end in _total, and its HELP and TYPE lines name it so too
     sample_name = f"{name}_total" if kind == "counter" else name
+    lines = [f"# HELP {sample_name} {doc}", f"# TYPE {sample_name} {kind}"]
     for labels, value in samples:
         text = ",".join(f'{key}="{_escape(val)}"' for key, val in labels.items())
         lines.append(f"{sample_name}{{{text}}} {value:g}" if text

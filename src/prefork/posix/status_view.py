@@ -44,8 +44,11 @@ WORKER_COLUMNS: tuple[tuple[str, Callable[[WorkerView, float], Any]], ...] = (
 
 
 def worker_rows(snapshot: Snapshot) -> list[dict[str, Any]]:
+    order = {group: i for i, (group, _) in enumerate(snapshot.targets)}
+    workers = sorted(snapshot.workers, key=lambda w: (order.get(w.group, len(order)),
+                                                      w.group, w.slot, w.generation))
     return [{name: value(worker, snapshot.at) for name, value in WORKER_COLUMNS}
-            for worker in snapshot.workers]
+            for worker in workers]
 
 
 def pool_entries(snapshot: Snapshot) -> list[dict[str, Any]]:
