@@ -338,6 +338,7 @@ def runtime_options(settings: Settings, group: str) -> RuntimeOptions:
         graceful_term=settings.pool.graceful_term,
         restart_backoff=core.restart_backoff,
         restart_backoff_max=core.restart_backoff_max,
+        measure_performs=settings.health_bind is not None,  # /metrics shows the durations
     )
 
 

@@ -42,6 +42,7 @@ import select
 import signal
 import sys
 import time
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Protocol
 
@@ -51,7 +52,7 @@ from prefork.job import IDLE as NO_WORK
 from prefork.job import Flags, WorkerContext
 from prefork.posix import process, titles
 from prefork.posix.children import HAVE_PIDFD, exit_status
-from prefork.posix.scoreboard import IDLE, PERFORMING, Slot
+from prefork.posix.scoreboard import DURATION_BOUNDS, IDLE, PERFORMING, Slot
 from prefork.posix.signal_pipe import drain, raw_pthread_sigmask
 
 
@@ -112,6 +113,7 @@ def simple_loop(runtime: Runtime, perform: Perform) -> None:
     limit = runtime.options.max_performs
     stamp = runtime.options.stamp_performs
     soft = runtime.options.soft_timeout
+    measure = runtime.options.measure_performs
     no_work = NO_WORK
     done = 0
     while runtime.start_batch(done):
@@ -120,6 +122,8 @@ def simple_loop(runtime: Runtime, perform: Perform) -> None:
         state[0] = PERFORMING
         if soft is not None:
             done = _soft_timed_batch(runtime, perform, budget, done, soft)
+        elif measure:
+            done = _measured_batch(runtime, perform, budget, done)
         elif stamp:
             for _ in budget:
                 heartbeat[0] = clock()
@@ -171,6 +175,35 @@ def idle_until_busy(runtime: Runtime, perform: Perform) -> bool:
         context.idling = False
 
 
+def _measured_batch(runtime: Runtime, perform: Perform, budget: itertools.repeat[None],
+                    done: int) -> int:
+    """A batch of the simple loop that times each perform into the slot's histogram
+    (``measure_performs``: the master serves ``/metrics``); it stamps the start too, so
+    a ``timeout`` costs nothing more here. A perform that found no work is not timed
+    (nor the one that ends the idling: its time includes the wait)."""
+    flags = runtime.flags
+    count = runtime.slot.performs
+    heartbeat = runtime.slot.heartbeat
+    buckets, seconds = runtime.slot.buckets, runtime.slot.seconds
+    bounds, search = DURATION_BOUNDS, bisect_left
+    clock = time.monotonic
+    no_work = NO_WORK
+    for _ in budget:
+        heartbeat[0] = began = clock()
+        if perform() is no_work:
+            if not idle_until_busy(runtime, perform):
+                break
+        else:
+            took = clock() - began
+            seconds[0] += took
+            buckets[search(bounds, took)] += 1
+        done += 1
+        count[0] = done
+        if flags.pending:
+            break
+    return done
+
+
 def _soft_timed_batch(runtime: Runtime, perform: Perform, budget: itertools.repeat[None],
                       done: int, soft: float) -> int:
     """A batch of the simple loop with ``soft_timeout``: each perform under a timer whose
@@ -180,6 +213,8 @@ def _soft_timed_batch(runtime: Runtime, perform: Perform, budget: itertools.repe
     heartbeat = runtime.slot.heartbeat
     clock = time.monotonic
     stamp = runtime.options.stamp_performs
+    measure = runtime.options.measure_performs
+    buckets, seconds = runtime.slot.buckets, runtime.slot.seconds
     set_timer = signal.setitimer
     real = signal.ITIMER_REAL
 
@@ -191,10 +226,16 @@ def _soft_timed_batch(runtime: Runtime, perform: Perform, budget: itertools.repe
             set_timer(real, 0)
 
     for _ in budget:
+        began = clock() if stamp or measure else 0.0
         if stamp:
-            heartbeat[0] = clock()
-        if timed() is NO_WORK and not idle_until_busy(runtime, timed):
-            break
+            heartbeat[0] = began
+        if timed() is NO_WORK:
+            if not idle_until_busy(runtime, timed):
+                break
+        elif measure:
+            took = clock() - began
+            seconds[0] += took
+            buckets[bisect_left(DURATION_BOUNDS, took)] += 1
         done += 1
         count[0] = done
         if flags.pending:
@@ -260,6 +301,10 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
     fork = os.fork
     limit = runtime.options.max_performs
     stamp = runtime.options.stamp_performs
+    measure = runtime.options.measure_performs
+    buckets, seconds = runtime.slot.buckets, runtime.slot.seconds
+    bounds, search = DURATION_BOUNDS, bisect_left
+    began = 0.0
     bound = getattr(runtime, "bound", None)
     take = bound.take if bound is not None else None
     settle = bound.settle if bound is not None else None
@@ -296,8 +341,8 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
                     continue
                 if not context.idling:  # after a child that found no work, it says so
                     state[0] = PERFORMING
-                if stamp:
-                    heartbeat[0] = clock()
+                if stamp or measure:
+                    heartbeat[0] = began = clock()
                 mask = sigmask(block, passed_on)
                 try:
                     pid = fork()
@@ -334,6 +379,10 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
                             pass
                         exit_now(code)
                 status = wait_for_child(pid, mask)
+                if measure and status != idle_status:  # the perform's time, fork to reap
+                    took = clock() - began
+                    seconds[0] += took
+                    buckets[search(bounds, took)] += 1
                 state[0] = IDLE
                 if settle is not None:
                     settle(pid, status)

@@ -78,6 +78,7 @@ class MasterView(NamedTuple):
     loop_lag: Callable[[], float]
     pid: int
     name: str
+    durations: Callable[[], dict[str, tuple[list[int], float]]] = dict
 
 
 class RequestError(Exception):

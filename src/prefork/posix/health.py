@@ -70,7 +70,7 @@ class HealthServer(Server):
                 return response(503, "not ready: " + "; ".join(reasons) + "\n", head=head)
             return response(200, "ready\n", head=head)
         if path == "/metrics":
-            body = metrics.render(view.snapshot(), view.loop_lag())
+            body = metrics.render(view.snapshot(), view.loop_lag(), view.durations())
             return response(200, body, metrics.CONTENT_TYPE, head=head)
         return response(404, "not found (try /livez, /readyz or /metrics)\n", head=head)
 

@@ -108,7 +108,7 @@ from prefork.core.worker_machine import WorkerState
 from prefork.posix import process
 from prefork.posix.children import Children
 from prefork.posix.control import MasterView
-from prefork.posix.scoreboard import FRESH_READING, Reading, Scoreboard, Slot
+from prefork.posix.scoreboard import FRESH_READING, Durations, Reading, Scoreboard, Slot
 from prefork.posix.serving import Endpoints
 from prefork.posix.signal_pipe import (
     MASTER_SIGNALS,
@@ -227,10 +227,11 @@ class PosixLoop:
         # the control socket and health port (posix.serving), served after each turn
         self.endpoints = endpoints
         self.loop_lag = 0.0  # how late the last timed wake-up came
+        self.durations = Durations()  # the perform durations of the workers reaped
         if endpoints is not None:
             endpoints.attach(self.poller, MasterView(
                 self.ask_status, self.feed, lambda: self.loop_lag, self._master_pid,
-                supervisor.config.name))
+                supervisor.config.name, self.perform_durations))
 
     # driving -----------------------------------------------------------------------------
 
@@ -297,6 +298,11 @@ class PosixLoop:
             raise RuntimeError("the core did not answer Status with a Reply")
         return self._replies.pop(request)
 
+    def perform_durations(self) -> dict[str, tuple[list[int], float]]:
+        """Each pool's perform duration histogram, from every slot (``/metrics``)."""
+        live = [(worker.group, worker.index) for worker in self.workers.values()]
+        return self.durations.histograms(self.board, live)
+
     @property
     def scan_every(self) -> float | None:
         """How often to read the scoreboard, for the config the core runs now."""
@@ -336,6 +342,7 @@ class PosixLoop:
         self.logger.debug(f"reaped pid={pid} (status {status})")
         if worker is not None:
             final = self.board.read(worker.index)
+            self.durations.retire(worker.group, self.board, worker.index)
             performs, performing = final.performs, final.worker_state is WorkerState.PERFORMING
             self.board.release(worker.index)
             child = self.children.live.get(pid)

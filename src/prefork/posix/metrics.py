@@ -21,6 +21,7 @@ from prefork.core.readiness import not_ready_because
 from prefork.core.report import KILL_REASONS
 from prefork.core.snapshot import Snapshot
 from prefork.core.tally import RECYCLE_REASONS, GroupCounts
+from prefork.posix.scoreboard import DURATION_BOUNDS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 WORKER_STATES = ("spawning", "idle", "performing", "stopping")
@@ -68,8 +69,26 @@ def _workers_by_state(snapshot: Snapshot) -> list[Sample]:
     return samples
 
 
-def render(snapshot: Snapshot, loop_lag: float) -> str:
-    """The metrics of the master whose snapshot this is, in the text format."""
+def _histogram(name: str, doc: str, durations: dict[str, tuple[list[int], float]]
+               ) -> list[str]:
+    lines = [f"# HELP {name} {doc}", f"# TYPE {name} histogram"]
+    for pool, (buckets, seconds) in durations.items():
+        label = f'pool="{_escape(pool)}"'
+        total = 0
+        for bound, n in zip((*DURATION_BOUNDS, "+Inf"), buckets, strict=True):
+            total += n
+            le = bound if isinstance(bound, str) else f"{bound:g}"
+            lines.append(f'{name}_bucket{{{label},le="{le}"}} {total}')
+        lines.append(f"{name}_sum{{{label}}} {seconds!r}")
+        lines.append(f"{name}_count{{{label}}} {total}")
+    return lines
+
+
+def render(snapshot: Snapshot, loop_lag: float,
+           durations: dict[str, tuple[list[int], float]] | None = None) -> str:
+    """The metrics of the master whose snapshot this is, in the text format;
+    ``durations``: each pool's perform duration histogram (buckets not cumulative, and
+    the seconds summed), from the scoreboard."""
     counts = snapshot.counts
     live_performs: dict[str, int] = {}
     for worker in snapshot.workers:
@@ -111,4 +130,7 @@ def render(snapshot: Snapshot, loop_lag: float) -> str:
     lines += _family("prefork_worker_recycles", "counter",
                      "workers that retired to be replaced, by reason",
                      _by_label(counts, "recycles", "reason", RECYCLE_REASONS))
+    if durations:
+        lines += _histogram("prefork_perform_duration_seconds",
+                            "how long performs took (timed by the workers)", durations)
     return "\n".join(lines) + "\n"
