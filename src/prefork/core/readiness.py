@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from prefork.core.snapshot import Snapshot
 
+_LEAVING = ("draining", "terminating", "stopped")
+
 
 def not_ready_because(snapshot: Snapshot) -> list[str]:
     """Why the master is not ready (empty: it is)."""
     reasons: list[str] = []
     if snapshot.state != "running":
         reasons.append(f"the master is {snapshot.state}")
+    if snapshot.state in _LEAVING:  # its pools empty on purpose: that says it all
+        return reasons
     for group, target in snapshot.targets:
         ready = sum(1 for w in snapshot.workers if w.group == group and w.ready)
         if ready < target:

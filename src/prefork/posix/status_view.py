@@ -20,13 +20,14 @@ from prefork.core.snapshot import Snapshot, WorkerView
 
 
 def _since(start: float | None, at: float) -> float | None:
-    return None if not start else round(max(0.0, at - start), 3)
+    return None if start is None else round(max(0.0, at - start), 3)
 
 
 def _perform_seconds(worker: WorkerView, at: float) -> float | None:
     """How long the current perform has run (since its start or last heartbeat), when
     the worker performs and stamped its start (it does when a ``timeout`` is set)."""
-    return _since(worker.heartbeat_at, at) if worker.state == "performing" else None
+    performing = worker.state == "performing" and worker.heartbeat_at > 0
+    return _since(worker.heartbeat_at, at) if performing else None
 
 
 # (column, value of a worker at the snapshot's time): the table's columns, in order
