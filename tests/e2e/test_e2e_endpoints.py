@@ -288,9 +288,13 @@ def test_metrics_read_by_prometheus_clients_parser(
     assert {name for name in families} >= {
         "prefork_master_loop_lag_seconds", "prefork_perform_failures",
         "prefork_worker_timeouts", "prefork_worker_kills", "prefork_worker_recycles"}
-    durations = dict((sample[0].get("le"), sample[1]) for sample in
-                     _metrics(port)["prefork_perform_duration_seconds"]
-                     if "le" in sample[0])
+
+    def read_durations() -> dict[str | None, float]:
+        return {labels.get("le"): value for labels, value in
+                _metrics(port)["prefork_perform_duration_seconds"] if "le" in labels}
+
+    # the workers copy their counts into their slots every half second at most
+    durations = wait_for(lambda: (d := read_durations())["+Inf"] > 0 and d, 15, "durations")
     assert durations["+Inf"] > 0 and durations["0.001"] <= durations["+Inf"]
     assert durations["0.01"] == 0  # a Sleepy perform sleeps 0.05 s
     assert http_get(port, "/nope")[0] == 404

@@ -131,6 +131,9 @@ def render(snapshot: Snapshot, loop_lag: float,
                      "workers that retired to be replaced, by reason",
                      _by_label(counts, "recycles", "reason", RECYCLE_REASONS))
     if durations:
+        order = [c.group for c in counts] + [pool for pool in durations if pool not in
+                                             {c.group for c in counts}]
         lines += _histogram("prefork_perform_duration_seconds",
-                            "how long performs took (timed by the workers)", durations)
+                            "how long performs took (timed by the workers)",
+                            {pool: durations[pool] for pool in order if pool in durations})
     return "\n".join(lines) + "\n"
