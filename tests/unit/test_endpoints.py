@@ -309,3 +309,17 @@ def test_the_status_table_shows_every_column_it_is_sent() -> None:
     assert lines[4].split() == ["POOL", "SLOT", "PID", "STATE", "PERFORMS", "AGE", "PERFORM",
                                 "USS"]
     assert lines[5].split() == ["mail", "0", "101", "performing", "4", "10s", "1.0s", "12.0M"]
+
+
+def test_an_answer_that_raises_is_logged_and_answered_and_the_loop_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    master = Master_()
+    server = open_control(str(tmp_path / "m.sock"), True, LOGGER)
+    served = Served(master, server)
+    server.view = server.view._replace(snapshot=lambda: 1 / 0)
+    with caplog.at_level(logging.ERROR, LOGGER.name), _client(tmp_path / "m.sock") as client:
+        reply = json.loads(served.exchange(client, b'{"version": 1, "command": "status"}\n'))
+    assert reply == {"version": 1, "ok": False,
+                     "error": "the master failed to answer (see its log)"}
+    assert "answering a request raised" in caplog.text
+    served.endpoints.close()

@@ -141,6 +141,9 @@ class ControlServer(Server):
                             "refused")
         return error_reply(f"request too large (at most {self.max_request} bytes)")
 
+    def internal_error(self) -> bytes:
+        return error_reply("the master failed to answer (see its log)")
+
     def answer(self, connection: Connection) -> bytes:
         try:
             request = parse_request(bytes(connection.inbox))

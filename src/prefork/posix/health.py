@@ -27,7 +27,8 @@ from prefork.posix import metrics
 from prefork.posix.serving import Connection, Server
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            413: "Request Entity Too Large", 503: "Service Unavailable"}
+            413: "Request Entity Too Large", 500: "Internal Server Error",
+            503: "Service Unavailable"}
 _TEXT = "text/plain; charset=utf-8"
 
 
@@ -51,6 +52,9 @@ class HealthServer(Server):
 
     def too_large(self) -> bytes:
         return response(413, "request too large\n")
+
+    def internal_error(self) -> bytes:
+        return response(500, "internal error (see the master's log)\n")
 
     def answer(self, connection: Connection) -> bytes:
         words = bytes(connection.inbox).split(b"\n", 1)[0].decode("latin-1").split()

@@ -288,6 +288,8 @@ class PosixLoop:
 
     def ask_status(self) -> object:
         """Ask the core for a snapshot of the pool (``Status``); return its ``Reply``."""
+        if self.exit_code is not None:  # stopped: no more events; its last picture stands
+            return self.supervisor.snapshot()
         request = object()
         self._asking.add(request)
         try:

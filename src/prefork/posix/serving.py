@@ -72,6 +72,10 @@ class Server:
         """The reply to a request over ``max_request`` bytes."""
         raise NotImplementedError
 
+    def internal_error(self) -> bytes:
+        """The reply when answering raised (the exception is logged)."""
+        raise NotImplementedError
+
     def close(self) -> None:
         """Close the listening socket (in a worker too: its copy)."""
         with contextlib.suppress(OSError):
@@ -150,7 +154,12 @@ class Endpoints:
         if len(connection.inbox) > server.max_request:
             self._reply(server, connection, server.too_large())
         elif not data or server.complete(connection.inbox):
-            self._reply(server, connection, server.answer(connection))
+            try:
+                reply = server.answer(connection)
+            except Exception:  # a bug of ours: logged, answered, and the loop goes on
+                server.logger.exception("answering a request raised")
+                reply = server.internal_error()
+            self._reply(server, connection, reply)
 
     def _reply(self, server: Server, connection: Connection, reply: bytes) -> None:
         connection.outbox = reply
