@@ -56,7 +56,7 @@ def find_socket(socket_arg: str | None = None, pidfile: str | None = None,
         control = _key(data, "control_socket")
         pidfile = pidfile or _key(data, "pidfile")
         name = _key(data, "name") or name
-    path = socket_path(control, pidfile, name)
+    path = socket_path(control, pidfile, name, environ)
     if path is None:
         raise Unreachable("the master's control socket is off (control_socket = \"off\")")
     return path

@@ -301,3 +301,31 @@ def test_metrics_read_by_prometheus_clients_parser(
     with contextlib.suppress(Exception):
         master.kill("QUIT")
     assert master.wait() == 0
+
+
+@pytest.mark.timeout(90)
+def test_hold_resume_reopen_logs_and_reload_are_what_their_signals_are(
+        prefork_run: Callable[..., Running], tmp_path: Path, short_dir: Path) -> None:
+    sock = short_dir / "m.sock"
+    master = prefork_run("jobs:Sleepy", "-w", "1", "--control-socket", str(sock))
+    [pid] = master.workers_up(1)
+    wait_for(sock.exists, 10, "the control socket")
+
+    def command(*args: str) -> str:
+        done = prefork(*args, "-s", str(sock), tmp_path=tmp_path)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert command("hold") == "hold: done (master running)"
+    master.expect(rf"pid={pid} holding \(USR2\)")
+    assert command("hold") == "hold: done (master running)"  # again: nothing refused
+    assert command("resume") == "resume: done (master running)"
+    master.expect(rf"pid={pid} resuming \(CONT\)")
+    assert command("reopen-logs") == "reopen-logs: done (master running)"
+    master.expect(r"reopened the log files \(USR1\)")
+    assert command("reload") == "reload: done (master reloading)"
+    master.expect(r"master running -> reloading \(hup_received\)")
+    master.workers_up(1)  # the new generation
+    master.expect(r"master reloading -> running")
+    assert command("stop") == "stop: done (master terminating)"
+    assert master.wait() == 0

@@ -323,3 +323,24 @@ def test_an_answer_that_raises_is_logged_and_answered_and_the_loop_goes_on(
                      "error": "the master failed to answer (see its log)"}
     assert "answering a request raised" in caplog.text
     served.endpoints.close()
+
+
+def test_the_commands_find_the_master_by_socket_pid_file_config_or_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prefork.client import Unreachable, find_socket
+
+    monkeypatch.chdir(tmp_path)
+    env = {"XDG_RUNTIME_DIR": str(tmp_path)}
+    assert find_socket("m.sock", environ=env) == str(tmp_path / "m.sock")
+    assert find_socket(None, "run/app.pid", environ=env) == str(tmp_path / "run/app.sock")
+    assert find_socket(environ={**env, "PREFORK_CONTROL_SOCKET": "/x.sock"}) == "/x.sock"
+    assert find_socket(environ={**env, "PREFORK_NAME": "shop"}) == str(
+        tmp_path / "prefork-shop.sock")
+    config = tmp_path / "prefork.toml"
+    config.write_text('name = "shop"\npidfile = "/run/shop.pid"\njob = "nowhere:Job"\n')
+    assert find_socket(None, None, str(config), env) == "/run/shop.sock"
+    config.write_text('control-socket = "/srv/c.sock"\njob = "nowhere:Job"\n')
+    assert find_socket(None, None, str(config), env) == "/srv/c.sock"
+    config.write_text('control_socket = "off"\n')
+    with pytest.raises(Unreachable, match="off"):
+        find_socket(None, None, str(config), env)

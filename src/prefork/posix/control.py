@@ -40,7 +40,7 @@ import stat
 import struct
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 from prefork.core.errors import ConfigError
@@ -85,13 +85,16 @@ class RequestError(Exception):
     """A request the master cannot take: its words are the error reply."""
 
 
-def runtime_directory() -> str:
+def runtime_directory(environ: Mapping[str, str] | None = None) -> str:
     """Where a control socket goes by default when there is no pid file."""
-    return os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    environ = os.environ if environ is None else environ
+    return environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
 
 
-def socket_path(control_socket: str | None, pidfile: str | None, name: str) -> str | None:
-    """The control socket's path for these options (``None``: ``off``)."""
+def socket_path(control_socket: str | None, pidfile: str | None, name: str,
+                environ: Mapping[str, str] | None = None) -> str | None:
+    """The control socket's path for these options (``None``: ``off``); ``environ``
+    gives ``XDG_RUNTIME_DIR`` (default: this process's)."""
     if control_socket == OFF:
         return None
     if control_socket:
@@ -100,7 +103,7 @@ def socket_path(control_socket: str | None, pidfile: str | None, name: str) -> s
         stem, ext = os.path.splitext(os.path.abspath(pidfile))
         return (stem if ext == ".pid" else stem + ext) + ".sock"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-    return os.path.join(runtime_directory(), f"prefork-{safe}.sock")
+    return os.path.join(runtime_directory(environ), f"prefork-{safe}.sock")
 
 
 def encode(message: dict[str, Any]) -> bytes:
