@@ -102,6 +102,11 @@ def test_status_and_scale_against_a_two_pool_master(
     document = json.loads(as_json.stdout)
     assert document["master"]["pid"] == master.pid
     assert {w["pid"] for w in document["workers"]} == {int(row[2]) for row in rows}
+    # the workers closed their copies of the listening socket right after the fork
+    listening = f"socket:[{socket_inode(sock)}]"
+    assert listening in open_sockets(master.pid)
+    for worker in document["workers"]:
+        assert listening not in open_sockets(worker["pid"])
 
     grown = prefork("scale", "mail", "+2", "-s", str(sock), tmp_path=tmp_path)
     assert grown.returncode == 0, grown.stderr
@@ -123,6 +128,23 @@ def test_status_and_scale_against_a_two_pool_master(
     assert not sock.exists()  # the socket file goes with its master
     gone = prefork("status", "-s", str(sock), tmp_path=tmp_path)
     assert gone.returncode == 1 and gone.stderr.startswith("prefork status: no master answers")
+
+
+def socket_inode(path: Path) -> str:
+    """The inode of the socket listening at ``path`` (/proc/net/unix)."""
+    for line in Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[7] == str(path):
+            return fields[6]
+    raise AssertionError(f"nothing listens at {path}")
+
+
+def open_sockets(pid: int) -> set[str]:
+    links = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            links.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+    return links
 
 
 def _ask_as(uid: int, path: Path) -> bytes:
