@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefork.core import Boot, Forked, Observed, PoolConfig, Signal, Supervisor, WorkerState
 from prefork.core.signals import Sig
 from prefork.core.snapshot import Snapshot, WorkerView
+from prefork.core.tally import GroupCounts
 
 
 def _running_pool() -> Supervisor:
@@ -25,11 +26,15 @@ def test_a_snapshot_names_the_state_the_targets_and_every_worker() -> None:
         state="running",
         targets=(("mail", 2), ("sms", 1)),
         workers=(
-            WorkerView("mail", 0, 101, "performing", 7, 0, False),
-            WorkerView("mail", 1, 102, "spawning", 0, 0, False),
-            WorkerView("sms", 0, 103, "spawning", 0, 0, False),
+            WorkerView("mail", 0, 101, "performing", 7, 0, False, forked_at=0.0,
+                       heartbeat_at=1.0),
+            WorkerView("mail", 1, 102, "spawning", 0, 0, False, forked_at=0.0),
+            WorkerView("sms", 0, 103, "spawning", 0, 0, False, forked_at=0.0),
         ),
         exit_code=0,
+        at=1.0,
+        counts=(GroupCounts("mail"), GroupCounts("sms")),
+        crash_loops=(),
     )
     assert isinstance(snapshot.state, str) and isinstance(snapshot.workers[0].state, str)
 
