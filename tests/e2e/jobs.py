@@ -113,6 +113,17 @@ class Crashy(prefork.Job):
         mark(f"ends.{self.worker.pid}", str(os.getpid()))
 
 
+class SlowSetup(prefork.Job):
+    """A setup that takes SETUP_SECONDS (default 3), then performs as Sleepy does."""
+
+    def setup(self) -> None:
+        time.sleep(float(os.environ.get("SETUP_SECONDS", "3")))
+        mark(f"setup.{os.getpid()}", str(self.worker.slot))
+
+    def perform(self) -> None:
+        time.sleep(PERFORM_SECONDS)
+
+
 class Loaded(prefork.Job):
     """A synthetic load: while the marker file ``busy`` exists every perform works for a
     moment; without it a perform finds nothing to do and returns ``prefork.IDLE``, so the

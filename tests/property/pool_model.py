@@ -480,15 +480,14 @@ class PoolChecker:
 
     def _check_targets(self, step: Step) -> None:
         """INV-7: targets stay within min_workers..max_workers and are what the requests
-        asked, or what the scaling rule of a pool that scales said in a ``scaled`` line."""
+        asked, or what the scaling rule of a pool that scales said in a ``rescaled`` line."""
         sup = self.sim.supervisor
         top, least = sup.config.groups[0].max_workers, sup.config.groups[0].min_workers
         for group, n in sup.targets.items():
             if n < least or (top is not None and n > top):
                 self.flag(7, step, f"group {group} target {n} outside {least}..{top}")
         said = {dict(e.fields).get("pool"): dict(e.fields).get("to") for e in step.effects
-                if isinstance(e, Log) and dict(e.fields).get("event") == "scaled"
-                and e.message.startswith("pool ")}
+                if isinstance(e, Log) and dict(e.fields).get("event") == "rescaled"}
         for group, n in said.items():
             if group in self.targets and _scales(sup.config.group(group)):
                 self.targets[group] = n

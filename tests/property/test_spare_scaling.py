@@ -114,8 +114,7 @@ class LoadedPool:
         for step in self.sim.steps_since(since):
             for effect in step.effects:
                 fields = dict(effect.fields) if isinstance(effect, Log) else {}
-                if fields.get("event") == "scaled" and fields.get("pool") == POOL \
-                        and effect.message.startswith("pool "):
+                if fields.get("event") == "rescaled" and fields.get("pool") == POOL:
                     found.append(Scaled(step.now, fields["from"], fields["to"]))
         return found
 

@@ -14,6 +14,7 @@ from prefork.core import (
 )
 from prefork.core.signals import Sig
 from prefork.core.snapshot import PoolView, Snapshot, WorkerView
+from prefork.core.tally import GroupCounts
 
 
 def _running_pool() -> Supervisor:
@@ -34,11 +35,15 @@ def test_a_snapshot_names_the_state_the_targets_and_every_worker() -> None:
         state="running",
         targets=(("mail", 2), ("sms", 1)),
         workers=(
-            WorkerView("mail", 0, 101, "performing", 7, 0, False),
-            WorkerView("mail", 1, 102, "spawning", 0, 0, False),
-            WorkerView("sms", 0, 103, "spawning", 0, 0, False),
+            WorkerView("mail", 0, 101, "performing", 7, 0, False, forked_at=0.0,
+                       heartbeat_at=1.0),
+            WorkerView("mail", 1, 102, "spawning", 0, 0, False, forked_at=0.0),
+            WorkerView("sms", 0, 103, "spawning", 0, 0, False, forked_at=0.0),
         ),
         exit_code=0,
+        at=1.0,
+        counts=(GroupCounts("mail"), GroupCounts("sms")),
+        crash_loops=(),
         pools=(PoolView("mail", 2, 0, None, False, 1, 0, 1, None),
                PoolView("sms", 1, 0, None, False, 0, 0, 1, None)),
     )

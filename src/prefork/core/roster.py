@@ -293,4 +293,6 @@ class Roster:
             errors.append(f"idle and busy workers counted {self._sampled}, found {sampled}")
         if self._machine.models != workers:
             errors.append("the machine's models are not the roster's workers")
+        if not set(self._maybe_surplus) <= set(workers):
+            errors.append("a buried worker is still up for retirement")
         return errors

@@ -185,8 +185,9 @@ class SpareScaling:
                 master.context.emit(Log(
                     "info", f"pool {group.name}: {target} -> {decision.target} workers "
                             f"({decision.why})",
-                    (("event", "scaled"), ("pool", group.name), ("from", target),
-                     ("to", decision.target), ("busy", roster.busy(group.name)))))
+                    (("event", "rescaled"), ("pool", group.name), ("from", target),
+                     ("to", decision.target), ("busy", roster.busy(group.name)),
+                     ("idle", roster.idle(group.name)))))
                 roster.set_target(group.name, decision.target)
 
     def wanted(self) -> bool:

@@ -4,6 +4,10 @@ The public API, the control socket and the status command read the pool through 
 ``Snapshot`` the core makes, never through the adapter's records or the core's own
 objects: a snapshot cannot be changed by its reader, and it does not change under the
 reader's feet as the pool moves on.
+
+Times in a snapshot are the core's clock (the adapter's monotonic seconds): ``at`` is
+the moment it was taken, so a reader makes ages from differences (``at - forked_at``),
+never from a clock of its own.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from prefork.core.tally import GroupCounts
+
 
 @dataclass(frozen=True)
 class WorkerView:
@@ -19,6 +25,9 @@ class WorkerView:
 
     ``pid`` is ``None`` until forked; ``stopping`` is True once the master told it to
     stop (QUIT, TERM or a timeout's ABRT), when it no longer counts toward its group.
+    ``forked_at``: when it was forked (``None``: not yet); ``heartbeat_at``: when its
+    current perform began, or it last called ``heartbeat()`` (0: not known; the worker
+    stamps it when a ``timeout`` is set).
     """
 
     group: str
@@ -28,6 +37,13 @@ class WorkerView:
     performs: int
     generation: int
     stopping: bool
+    forked_at: float | None = None
+    heartbeat_at: float = 0.0
+
+    @property
+    def ready(self) -> bool:
+        """Set up and not told to stop: idle or performing."""
+        return self.state in ("idle", "performing") and not self.stopping
 
 
 @dataclass(frozen=True)
@@ -55,13 +71,18 @@ class PoolView:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The pool at one moment: the master's state, each group's target, every worker,
-    and each pool's view (``pools``, in the config's order)."""
+    """The pool at one moment: the master's state, each group's target, every worker;
+    ``at``, the core's clock then; each pool's counters (``counts``); the slots in a
+    crash loop (``crash_loops``: ``(group, slot, failures in a row)``); each pool's view
+    (``pools``, in the config's order)."""
 
     state: str
     targets: tuple[tuple[str, int], ...]
     workers: tuple[WorkerView, ...]
     exit_code: int
+    at: float = 0.0
+    counts: tuple[GroupCounts, ...] = ()
+    crash_loops: tuple[tuple[str, int, int], ...] = ()
     pools: tuple[PoolView, ...] = ()
 
     def pids(self, *, stopping: bool | None = None) -> list[int]:
@@ -73,7 +94,9 @@ class Snapshot:
 
 
 def take_snapshot(state: object, targets: dict[str, int], workers: Iterable[Any],
-                  exit_code: int, pools: Iterable[PoolView] = ()) -> Snapshot:
+                  exit_code: int, *, at: float = 0.0, counts: tuple[GroupCounts, ...] = (),
+                  crash_loops: tuple[tuple[str, int, int], ...] = (),
+                  pools: Iterable[PoolView] = ()) -> Snapshot:
     """A snapshot of the master in ``state`` with these targets and workers (any objects
     with the fields of a worker: the core's own ``Worker`` models) and pools."""
     return Snapshot(
@@ -81,9 +104,12 @@ def take_snapshot(state: object, targets: dict[str, int], workers: Iterable[Any]
         targets=tuple(targets.items()),
         workers=tuple(
             WorkerView(w.group, w.slot, w.pid, str(w.state), w.performs, w.generation,
-                       w.stop_signal is not None)
+                       w.stop_signal is not None, w.forked_at, w.heartbeat_at)
             for w in workers
         ),
         exit_code=exit_code,
+        at=at,
+        counts=counts,
+        crash_loops=crash_loops,
         pools=tuple(pools),
     )
