@@ -122,3 +122,16 @@ class SlowSetup(prefork.Job):
 
     def perform(self) -> None:
         time.sleep(PERFORM_SECONDS)
+
+
+class Loaded(prefork.Job):
+    """A synthetic load: while the marker file ``busy`` exists every perform works for a
+    moment; without it a perform finds nothing to do and returns ``prefork.IDLE``, so the
+    scoreboard says idle."""
+
+    def perform(self) -> object:
+        if (DIR / "busy").exists():
+            time.sleep(0.05)
+            return None
+        time.sleep(0.02)
+        return prefork.IDLE

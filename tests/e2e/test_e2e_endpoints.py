@@ -264,7 +264,7 @@ def test_check_sees_a_crash_loop(prefork_run: Callable[..., Running], tmp_path: 
     master = prefork_run("jobs:BadSetup", "-w", "1", "--control-socket", str(sock),
                          "--restart-backoff", "30", "--restart-backoff-max", "60",
                          "--max-restarts", "100")
-    master.expect("respawn in 30s")  # the second failure in a row: backed off
+    master.expect("next start in 30s")  # the second failure in a row: backed off
     looping = check(tmp_path, sock)
     assert looping.returncode == 1
     assert "pool default slot 0 is in a crash loop (2 failures in a row)" in looping.stderr

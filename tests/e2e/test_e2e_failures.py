@@ -75,8 +75,9 @@ def test_a_setup_that_always_raises_backs_off_and_the_master_stays_up(prefork_ru
     pool.expect(r"setup failed")
     pool.expect(r"RuntimeError: setup exploded on purpose")
     pool.expect(r"worker group=default slot=0 pid=\d+ setup failed \(exit status 1\)")
-    pool.expect(r"slot default\.0 failed 2 times in a row; respawn in 0\.1s")
-    pool.expect(r"failed 4 times in a row; respawn in 0\.4s")
+    pool.expect(r"pool default: 2 crashes in 60s, next start in 0\.1s "
+                r"\(slot default\.0 failed 2 times in a row\)")
+    pool.expect(r"next start in 0\.4s \(slot default\.0 failed 4 times in a row\)")
     time.sleep(1.0)
     assert alive(pool.pid), "the master stays up"
     setups = len([name for name in os.listdir(pool.tmp_path) if name.startswith("setup.")])

@@ -46,7 +46,7 @@ def test_a_setup_that_always_raises_backs_off_capped_and_the_master_stays_up(poo
     crashes = [when for when, _, pid, _ in log_entries(log, r"pid=\d+ \w+ -> dead")
                if pid == run.pid]
     failures = failed_setups(run)
-    delays = [float(m.group(1)) for *_, m in log_entries(log, r"respawn in ([\d.]+)s")]
+    delays = [float(m.group(1)) for *_, m in log_entries(log, r"next start in ([\d.]+)s")]
     assert delays[:5] == [expected_delay(n) for n in range(2, 7)], delays
     assert max(delays) == BACKOFF_MAX, "capped"
     # the log's timestamps show it: from a crash to the next setup's failure, at least

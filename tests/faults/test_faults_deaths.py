@@ -132,7 +132,7 @@ def test_a_hung_setup_is_killed_and_replaced_with_back_off(pool) -> None:
         assert re.search(rf"pid={pid} timed out", log)
         assert re.search(rf"pid={pid} \w+ -> dead", log), "killed and reaped"
     # each hung setup is a failure of its slot: the replacements back off
-    delays = [float(m.group(1)) for *_, m in log_entries(log, r"respawn in ([\d.]+)s")]
+    delays = [float(m.group(1)) for *_, m in log_entries(log, r"next start in ([\d.]+)s")]
     assert delays[:2] == [backoff, 2 * backoff], delays
     gaps = intervals(when for _, when, _ in setups)
     print("gaps between hung setups:", [f"{gap:.2f}" for gap in gaps])

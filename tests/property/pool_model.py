@@ -66,6 +66,24 @@ def expected_backoff(failures: int, config: PoolConfig) -> float:
     return min(group.restart_backoff_max, group.restart_backoff * 2.0 ** doublings)
 
 
+def _intensity(config: PoolConfig) -> tuple[int | None, float]:
+    """The restart intensity the generated configs give every pool alike."""
+    group = config.groups[0]
+    return group.max_restarts, group.restart_period
+
+
+def _scales(group: GroupConfig) -> bool:
+    return group.min_spare is not None or group.max_spare is not None
+
+
+def _reload_target(group: GroupConfig, running: int | None) -> int:
+    """A reload's target, as docs/supervision.md says it."""
+    if not _scales(group) or running is None:
+        return group.workers
+    top = running if group.max_workers is None else group.max_workers
+    return max(group.min_workers, min(running, top))
+
+
 # strategies ---------------------------------------------------------------------------
 
 eighths = st.integers(1, 24).map(lambda n: n / 8)
@@ -77,6 +95,12 @@ def pool_configs(draw: st.DrawFn) -> PoolConfig:
     names = draw(st.lists(st.sampled_from(GROUP_NAMES), min_size=1, max_size=2, unique=True))
     counts = [draw(st.integers(0, 3)) for _ in names]
     backoff = draw(st.sampled_from([0.125, 0.25, 0.5, 1.0, 2.0]))
+    most = draw(st.none() | st.integers(max(counts), 5))
+    least = draw(st.sampled_from([0, 0, 0, min(counts)]))
+    # spare-worker scaling, sometimes (min_spare needs a ceiling; max_spare alone shrinks)
+    spares = draw(st.sampled_from([(None, None), (None, None), (None, 1), (0, 1), (1, 2)]))
+    if most is None and spares[0] is not None:
+        spares = (None, spares[1])
     return PoolConfig.of(
         groups=dict(zip(names, counts, strict=True)),
         timeout=draw(st.none() | st.sampled_from([1.0, 5.0, 20.0])),
@@ -84,7 +108,8 @@ def pool_configs(draw: st.DrawFn) -> PoolConfig:
         graceful_timeout=draw(st.sampled_from([0.0, 1.0, 5.0, 30.0])),
         kill_timeout=draw(st.sampled_from([0.0, 1.0, 10.0])),
         graceful_term=draw(st.booleans()),
-        max_workers=draw(st.none() | st.integers(max(counts), 5)),
+        max_workers=most, min_workers=least, min_spare=spares[0], max_spare=spares[1],
+        idle_timeout=draw(st.sampled_from([0.5, 2.0])), scale_interval=0.25,
         max_performs=draw(st.none() | st.integers(1, 3)),
         restart_backoff=backoff,
         restart_backoff_max=backoff * draw(st.sampled_from([1, 2, 4, 8, 16])),
@@ -108,7 +133,8 @@ class PoolChecker:
         self.kill_by: dict[int, float] = {}  # process serial -> when KILL is due at the latest
         self.settings_of: dict[int, GroupConfig] = {}  # process serial -> its group options
         self.slots: dict[tuple[str, int], tuple[int, float]] = {}  # -> (streak, respawn at)
-        self.crash_times: list[float] = []
+        # each pool's failure times, for its own restart intensity
+        self.crash_times: dict[str, list[float]] = defaultdict(list)
         self.policy_since = 0.0  # when max_restarts/restart_period last changed
         self.unanswered = 0  # Spawns not yet answered with Forked/ForkFailed
         self.horizon = 0.0  # no back-off runs past this time
@@ -176,7 +202,7 @@ class PoolChecker:
         def clamp(n: int) -> int:
             most = config.groups[0].max_workers
             top = n if most is None else min(n, most)
-            return max(0, top)
+            return max(config.groups[0].min_workers, top)
 
         if isinstance(event, Signal) and event.signo in (Sig.TTIN, Sig.TTOU):
             delta = 1 if event.signo is Sig.TTIN else -1
@@ -190,10 +216,17 @@ class PoolChecker:
             if event.group in self.targets:
                 self.targets[event.group] = clamp(event.n)
         elif isinstance(event, Reload | ConfigLoaded):
-            self.targets = {g.name: g.workers for g in event.config.groups}
+            # a pool that scales keeps its target within its new bounds; others take
+            # their workers (docs/supervision.md)
+            self.targets = {g.name: _reload_target(g, self.targets.get(g.name))
+                            for g in event.config.groups}
             self.slots = {key: v for key, v in self.slots.items() if key[0] in self.targets}
-            policy = (event.config.max_restarts, event.config.restart_period)
-            if policy != (self.config.max_restarts, self.config.restart_period):
+            # a dropped pool's failures are forgotten with it
+            self.crash_times = defaultdict(list, {
+                group: times for group, times in self.crash_times.items()
+                if group in self.targets})
+            policy = (_intensity(event.config), _intensity(self.config))
+            if policy[0] != policy[1]:
                 # How much crash history a new period sees is the core's choice (it
                 # forgets crashes older than the period in force when it looked): the
                 # "must give up" check starts afresh, "must not give up" keeps it all.
@@ -237,7 +270,7 @@ class PoolChecker:
             if event.failures > seen:
                 self.failures_seen[process.serial] = event.failures
                 self.failures["perform failed"] += event.failures - seen
-                self.crash_times += [now] * (event.failures - seen)
+                self._count_toward_intensity(process.group, now, event.failures - seen)
             if process.reported_performs > 0 and not process.told_to_stop:
                 self.slots.pop(self._slot(process), None)
         elif isinstance(event, ChildExited) and not process.told_to_stop:
@@ -312,6 +345,11 @@ class PoolChecker:
         assert process.group is not None and process.slot is not None
         return (process.group, process.slot)
 
+    def _count_toward_intensity(self, group: str | None, now: float, count: int = 1) -> None:
+        """A failure counts toward its pool's intensity; a pool a reload dropped has none."""
+        if group in self.sim.supervisor.config.group_names:
+            self.crash_times[group] += [now] * count
+
     def _up(self, process: SimProcess) -> float | None:
         """How long the core has known ``process`` ready (``None``: never)."""
         since = self.ready_at.get(process.serial)
@@ -327,7 +365,7 @@ class PoolChecker:
         streak += 1
         delay = expected_backoff(streak, config)
         self.slots[key] = (streak, now + delay)
-        self.crash_times.append(now)
+        self._count_toward_intensity(key[0], now)
         self.horizon = max(self.horizon, now + delay)
         if delay > 0 and not any(isinstance(e, Log) and e.level in ("warning", "error")
                                  for e in step.effects):
@@ -396,8 +434,10 @@ class PoolChecker:
         """INV-6: the restart intensity (more than max_restarts in restart_period: give up)."""
         sup, event = self.sim.supervisor, step.event
         config, now = sup.config, sup.now
-        limit = config.max_restarts
-        window = [t for t in self.crash_times if t > now - config.restart_period]
+        limit, period = _intensity(config)
+        # the pool nearest its limit (the options are the same in every pool here)
+        window = max(([t for t in times if t > now - period]
+                      for times in self.crash_times.values()), key=len, default=[])
         quick = isinstance(event, Signal) and event.signo in (Sig.TERM, Sig.INT)
         exit_one = any(isinstance(e, Exit) and e.code == 1 for e in step.effects)
         gave_up = step.before in UP and not quick and (
@@ -406,14 +446,14 @@ class PoolChecker:
             self.gave_up = True
             if limit is None or len(window) <= limit:
                 self.flag(6, step, f"gave up after {len(window)} crashes in "
-                                   f"{config.restart_period:g}s (max_restarts={limit})")
+                                   f"{period:g}s (max_restarts={limit})")
             if not any(isinstance(e, Log) and e.level == "error" for e in step.effects):
                 self.flag(6, step, "gave up without saying why")
         elif limit is not None and step.after in SPAWNING_STATES and not self.unanswered:
             # (the core gives up once every Spawn it asked for is answered)
             recent = [t for t in window if t >= self.policy_since]
             if len(recent) > limit:
-                self.flag(6, step, f"{len(recent)} crashes in {config.restart_period:g}s "
+                self.flag(6, step, f"{len(recent)} crashes in {period:g}s "
                                    f"(max_restarts={limit}) and the master carries on")
 
     def _check_stop(self, step: Step) -> None:
@@ -439,12 +479,18 @@ class PoolChecker:
             self.flag(3, step, f"every worker is reaped, yet the master is still {step.after}")
 
     def _check_targets(self, step: Step) -> None:
-        """INV-7: targets stay within 0..max_workers and are what the requests asked."""
+        """INV-7: targets stay within min_workers..max_workers and are what the requests
+        asked, or what the scaling rule of a pool that scales said in a ``rescaled`` line."""
         sup = self.sim.supervisor
-        top = sup.config.groups[0].max_workers
+        top, least = sup.config.groups[0].max_workers, sup.config.groups[0].min_workers
         for group, n in sup.targets.items():
-            if n < 0 or (top is not None and n > top):
-                self.flag(7, step, f"group {group} target {n} outside 0..{top}")
+            if n < least or (top is not None and n > top):
+                self.flag(7, step, f"group {group} target {n} outside {least}..{top}")
+        said = {dict(e.fields).get("pool"): dict(e.fields).get("to") for e in step.effects
+                if isinstance(e, Log) and dict(e.fields).get("event") == "rescaled"}
+        for group, n in said.items():
+            if group in self.targets and _scales(sup.config.group(group)):
+                self.targets[group] = n
         if sup.targets != self.targets:
             self.flag(7, step, f"targets {sup.targets}, the requests asked for {self.targets}")
 

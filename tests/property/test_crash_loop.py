@@ -111,7 +111,7 @@ def test_a_setup_that_always_crashes_is_forked_at_the_backoff_rate(
     crashes = sum(isinstance(step.event, ChildExited) for step in sim.trace)
     if crashes > workers:
         # some slot failed its setup twice in a row: it had to wait, and the master says so
-        assert any(isinstance(e, Log) and e.level in ("warning", "error") and "respawn" in
+        assert any(isinstance(e, Log) and e.level in ("warning", "error") and "next start in" in
                    e.message for e in sim.effects_since(0, Log))
     assert sim.state is M.RUNNING
 
@@ -205,3 +205,64 @@ def test_a_crash_loop_outlives_a_thousand_failures_in_a_row() -> None:
             sim.tick()
     assert sim.state is M.RUNNING
     assert sim.now > 8 * 3600
+
+
+@given(mail_workers=st.integers(1, 2), max_restarts=st.integers(0, 4),
+       period=st.sampled_from([1.0, 10.0, 60.0]), backoff=dyadic_backoff,
+       fail_after=st.sampled_from([0.0, 0.125, 0.5, 2.0]), web_workers=st.integers(1, 2))
+def test_each_pool_is_judged_by_its_own_intensity_and_its_crash_loop_is_told(
+        mail_workers: int, max_restarts: int, period: float, backoff: float,
+        fail_after: float, web_workers: int) -> None:
+    """Two pools: mail's setups always fail, web's succeed (web allows no crash at all).
+    The master gives up at the first crash of mail that makes more than mail's own
+    ``max_restarts`` within its ``restart_period``, naming mail; every back-off line
+    counts mail's crashes in that window, and never web's."""
+    config = PoolConfig.of(
+        groups={"mail": {"workers": mail_workers, "max_restarts": max_restarts,
+                         "restart_period": period},
+                "web": {"workers": web_workers, "max_restarts": 0}},
+        restart_backoff=backoff, restart_backoff_max=backoff * 4, setup_timeout=None)
+    sim = SimOS(config, pid_space=64)
+    sim.boot()
+    crash_times: list[float] = []
+    for _ in range(2000):
+        if sim.state is not M.RUNNING or len(crash_times) > 30:
+            break  # (30 crashes: past any limit drawn, or a period the back-off outlasts)
+        for process in sim.workers():
+            if process.state is ProcState.SPAWNING and process.group == "web":
+                sim.finish_setup(process.pid)
+                sim.observe(process.pid)
+            elif process.state is ProcState.SPAWNING and \
+                    process.forked_at + fail_after <= sim.now:
+                sim.crash(process.pid, 1)
+        for pid in sim.zombies(stray=False):
+            mark = sim.mark()
+            if sim.state is M.STOPPED:
+                break
+            told = sim.process(pid).told_to_stop
+            sim.reap(pid)
+            if told:
+                continue
+            crash_times.append(sim.now)
+            recent = len([t for t in crash_times if t > sim.now - period])
+            lines = [e.message for e in sim.effects_since(mark, Log)]
+            for line in lines:
+                if "next start in" in line:
+                    assert line.startswith(f"pool mail: {recent} crash"), (line, recent)
+            if recent > max_restarts:
+                assert sim.state in (M.TERMINATING, M.STOPPED), (recent, sim.state)
+                assert any(line.startswith(f"pool mail: more than {max_restarts} crashes in "
+                                           f"{period:g}s: giving up") for line in lines)
+                break
+            assert sim.state is M.RUNNING
+        moments = [p.forked_at + fail_after for p in sim.workers()
+                   if p.state is ProcState.SPAWNING and p.group == "mail"]
+        if sim.wake_at is not None:
+            moments.append(sim.wake_at)
+        if not moments:
+            break
+        sim.advance_to(max(sim.now, min(moments)))
+        sim.tick()
+    note(sim.format_trace(last=12))
+    assert not any("pool web" in e.message for e in sim.effects_since(0, Log)
+                   if e.level in ("warning", "error"))

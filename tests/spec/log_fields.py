@@ -58,6 +58,9 @@ WORDS = {
     "exited": r"^worker group=\S+ slot=\d+ pid=\d+ (retired|exited|crashed|killed|setup failed"
               r"|timed out) ",
     "scaled": r"^group .*: \d+ -> \d+ workers$",
+    "rescaled": r"^pool .*: \d+ -> \d+ workers \(",
+    "backoff": r"^pool .* next start in \S+s \(slot .* failed \d+ times in a row\)$",
+    "gave_up": r"^pool .*: more than \d+ crashes in \S+s: giving up$",
     "reloaded": r"^config file .* reloaded$",
     "stopped": r"^master stopped: ",
 }
@@ -101,6 +104,13 @@ def _per_event(event: str, values: dict[str, object], message: str) -> list[str]
     checks = {
         "scaled": lambda: (f"group {values['pool']}: {values['from']} -> {values['to']} "
                            in message),
+        "rescaled": lambda: (f"pool {values['pool']}: {values['from']} -> {values['to']} "
+                             "workers" in message and isinstance(values["busy"], int)
+                             and isinstance(values["idle"], int)),
+        "backoff": lambda: (message.startswith(f"pool {values['pool']}: ")
+                            and f"next start in {values['delay']:g}s (slot {values['pool']}."
+                                f"{values['slot']} failed {values['failures']} times" in message),
+        "gave_up": lambda: message.startswith(f"pool {values['pool']}: more than "),
         "killed": lambda: values["reason"] in KILL_REASONS,
         "timed_out": lambda: values["outcome"] in TIMEOUT_OUTCOMES,
         "exited": lambda: (isinstance(values["outcome"], str)

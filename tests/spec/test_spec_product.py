@@ -54,6 +54,7 @@ from prefork.core import (
     Worker,
     WorkerState,
 )
+from prefork.core.settings import DEFAULT_GROUP
 
 SETUP_TIMEOUT = 5.0
 PERFORM_TIMEOUT = 10.0
@@ -153,6 +154,8 @@ def master_fixture(state: MasterState, valuation: dict[str, bool]) -> Fixture:
     for name in DECISIONS:
         if name in valuation:
             setattr(supervisor.master, name, lambda *_, held=valuation[name]: held)
+    if valuation.get("restart_intensity_exceeded"):  # the pool it names, as if past it
+        supervisor.restarts.exhausted_group = lambda now: DEFAULT_GROUP
     return Fixture(adapter, supervisor.master)
 
 

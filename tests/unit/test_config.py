@@ -305,6 +305,14 @@ def test_a_file_names_pools_each_with_its_job_count_and_options(tmp_path) -> Non
         ('[pool.mail]\nworkers = 1\n', "pool.mail.job=None: is missing"),
         ('[pool.mail]\njob = "logging:getLogger"\nworkers = 3\nmax_workers = 2\n',
          "pool.mail.workers=3: exceeds max_workers (2)"),
+        ('[pool.mail]\njob = "logging:getLogger"\nmax_workers = 4\nmin_spare = 3\n'
+         'max_spare = 2\n', "pool.mail.max_spare=2: must be >= min_spare (3)"),
+        ('[pool.mail]\njob = "logging:getLogger"\nmin_spare = 1\n',
+         "pool.mail.min_spare=1: needs max_workers"),
+        ('[pool.mail]\njob = "logging:getLogger"\nworkers = 1\nmin_workers = 2\n',
+         "pool.mail.workers=1: is below min_workers (2)"),
+        ('[pool.mail]\njob = "logging:getLogger"\nmax_restarts = -1\n',
+         "pool.mail.max_restarts=-1: must be a whole number >= 0"),
     ],
 )
 @pytest.mark.usefixtures("pool_jobs")

@@ -27,6 +27,17 @@ from prefork.core.core_options import Count, FilePath, Flag, Kind, Seconds
         ({"max_performs": 0}, "max_performs"),
         ({"max_restarts": -1}, "max_restarts"),
         ({"restart_period": 0}, "restart_period"),
+        ({"groups": {"mail": {"workers": 1, "max_restarts": -1}}}, "groups.mail.max_restarts"),
+        ({"min_workers": -1}, "min_workers"),
+        ({"min_workers": 3, "max_workers": 2, "workers": 2}, "min_workers"),
+        ({"workers": 1, "min_workers": 2}, "workers"),
+        ({"groups": {"mail": 1}, "min_workers": 2}, "groups.mail"),
+        ({"min_spare": 1}, "min_spare"),
+        ({"min_spare": 2, "max_spare": 1, "max_workers": 4}, "max_spare"),
+        ({"groups": {"mail": {"workers": 1, "min_spare": 3, "max_spare": 2,
+                              "max_workers": 4}}}, "groups.mail.max_spare"),
+        ({"idle_timeout": 0}, "idle_timeout"),
+        ({"scale_interval": 0}, "scale_interval"),
         ({"restart_backoff": 0}, "restart_backoff"),
         ({"restart_backoff": 2, "restart_backoff_max": 1}, "restart_backoff_max"),
         ({"name": ""}, "name"),
@@ -98,6 +109,13 @@ def test_backoff_is_immediate_then_exponential_then_capped() -> None:
          "restart_backoff_max=1: must be >= restart_backoff (2)"),
         ({"workers": 5, "max_workers": 4}, "workers=5: exceeds max_workers (4)"),
         ({"groups": {"mail": 5}, "max_workers": 4}, "groups.mail=5: exceeds max_workers (4)"),
+        ({"min_workers": 3, "max_workers": 2, "workers": 2},
+         "min_workers=3: exceeds max_workers (2)"),
+        ({"workers": 1, "min_workers": 2}, "workers=1: is below min_workers (2)"),
+        ({"min_spare": 1}, "min_spare=1: needs max_workers: a pool that grows by itself "
+                           "needs a ceiling"),
+        ({"min_spare": 2, "max_spare": 1, "max_workers": 4},
+         "max_spare=1: must be >= min_spare (2)"),
         ({"groups": {"a\nb": 1}}, "groups='a\\nb': a group name is non-empty text without "
                                    "control characters"),
         ({"groups": {"": 1}}, "groups='': a group name is non-empty text without control "
@@ -121,7 +139,21 @@ def test_zero_and_none_are_accepted_where_they_mean_something() -> None:
         restart_backoff_max=0.1, max_workers=0, max_restarts=0, max_performs=1,
     )
     group = config.groups[0]
-    assert (group.graceful_timeout, group.kill_timeout, config.max_restarts) == (0, 0, 0)
+    assert (group.graceful_timeout, group.kill_timeout, group.max_restarts) == (0, 0, 0)
+
+
+def test_scaling_options_are_per_pool_and_accept_their_edges() -> None:
+    config = PoolConfig.of(groups={
+        "mail": {"workers": 2, "min_workers": 1, "max_workers": 6, "min_spare": 1,
+                 "max_spare": 1, "idle_timeout": 5, "scale_interval": 0.5},
+        "sms": {"workers": 1, "max_restarts": 3, "restart_period": 10},
+    })
+    mail, sms = config.groups
+    assert (mail.min_spare, mail.max_spare, mail.idle_timeout) == (1, 1, 5)
+    assert (sms.min_spare, sms.max_spare, sms.min_workers) == (None, None, 0)
+    assert (mail.max_restarts, sms.max_restarts, sms.restart_period) == (None, 3, 10)
+    # only shrinking needs no ceiling
+    assert PoolConfig.of(workers=3, max_spare=1).groups[0].max_spare == 1
 
 
 def test_groups_must_be_a_non_empty_tuple() -> None:

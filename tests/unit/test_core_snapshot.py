@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from prefork.core import Boot, Forked, Observed, PoolConfig, Signal, Supervisor, WorkerState
+from prefork.core import (
+    Boot,
+    ChildExited,
+    Forked,
+    Observed,
+    PoolConfig,
+    Signal,
+    Supervisor,
+    WorkerState,
+)
 from prefork.core.signals import Sig
-from prefork.core.snapshot import Snapshot, WorkerView
+from prefork.core.snapshot import PoolView, Snapshot, WorkerView
 from prefork.core.tally import GroupCounts
 
 
@@ -35,6 +44,8 @@ def test_a_snapshot_names_the_state_the_targets_and_every_worker() -> None:
         at=1.0,
         counts=(GroupCounts("mail"), GroupCounts("sms")),
         crash_loops=(),
+        pools=(PoolView("mail", 2, 0, None, False, 1, 0, 1, None),
+               PoolView("sms", 1, 0, None, False, 0, 0, 1, None)),
     )
     assert isinstance(snapshot.state, str) and isinstance(snapshot.workers[0].state, str)
 
@@ -58,3 +69,23 @@ def test_a_snapshot_does_not_move_with_the_pool() -> None:
     supervisor.handle(Signal(Sig.TTIN, at=2.0))
     assert before.targets == (("mail", 2), ("sms", 1))
     assert supervisor.snapshot().targets == (("mail", 3), ("sms", 1))
+
+
+def test_a_pool_view_shows_its_bounds_its_readings_and_its_crash_loop() -> None:
+    supervisor = Supervisor(PoolConfig.of(groups={
+        "mail": {"workers": 2, "max_workers": 6, "min_spare": 1, "max_spare": 2},
+        "sms": {"workers": 1, "restart_backoff": 4, "restart_backoff_max": 8,
+                "restart_period": 10}}))
+    supervisor.handle(Boot(at=0.0))
+    for pid, (group, slot) in enumerate([("mail", 0), ("mail", 1), ("sms", 0)], 101):
+        supervisor.handle(Forked(group, slot, pid, at=0.0))
+    supervisor.handle(Observed(101, WorkerState.IDLE, at=1.0))
+    supervisor.handle(Observed(102, WorkerState.IDLE, at=1.0))
+    supervisor.handle(Observed(103, WorkerState.IDLE, at=1.0))
+    supervisor.handle(ChildExited(103, 1, at=2.0))  # the first crash: replaced at once
+    supervisor.handle(Forked("sms", 0, 104, at=2.0))
+    supervisor.handle(ChildExited(104, 1, at=3.0))  # the second: backed off 4s
+    mail, sms = supervisor.snapshot().pools
+    assert mail == PoolView("mail", 2, 0, 6, True, 0, 2, 0, None)
+    assert sms == PoolView("sms", 1, 0, None, False, 0, 0, 0,
+                           "pool sms: 2 crashes in 10s, next start in 4s")

@@ -155,7 +155,8 @@ def test_backoff_wakes_the_master_when_the_slot_may_be_refilled() -> None:
     driver.send(ChildExited(first, 1, at=1.0))
     (second,) = driver.pids()
     effects = driver.send(ChildExited(second, 1, at=1.5))
-    assert Log("warning", "slot default.0 failed 2 times in a row; respawn in 2s") in effects
+    assert Log("warning", "pool default: 2 crashes in 60s, next start in 2s "
+                          "(slot default.0 failed 2 times in a row)") in effects
     assert effects[-1] == WakeAt(3.5)
     assert driver.pids() == []
     assert not [e for e in driver.send(Tick(3.4)) if isinstance(e, Spawn)]
@@ -195,7 +196,8 @@ def test_time_up_counts_from_the_first_ready_reading_not_from_the_fork() -> None
     (pid,) = driver.pids()  # forked at 1, ready at 9: up 10s since the fork, 2s ready
     driver.send(Observed(pid, IDLE, at=9))
     effects = driver.send(ChildExited(pid, 1, at=11))
-    assert Log("warning", "slot default.0 failed 2 times in a row; respawn in 2s") in effects
+    assert Log("warning", "pool default: 2 crashes in 60s, next start in 2s "
+                          "(slot default.0 failed 2 times in a row)") in effects
     assert not driver.of(Spawn)
 
 
@@ -208,8 +210,8 @@ def test_a_worker_that_never_became_ready_never_ends_a_run_of_failures() -> None
         deadline = worker.deadline
         effects = driver.send(Tick(deadline))
         assert Kill(worker.pid, Sig.ABRT) in effects
-        delays += [line.message.rsplit(" ", 1)[-1] for line in driver.of(Log)
-                   if "respawn in" in line.message]
+        delays += [line.message.split("next start in ")[1].split(" ")[0]
+                   for line in driver.of(Log) if "next start in" in line.message]
         driver.send(ChildExited(worker.pid, -9, at=deadline))
         driver.send(Tick(deadline + 4))  # the back-off is over: the slot is refilled
     assert delays == ["1s", "2s", "4s"]
@@ -224,7 +226,7 @@ def test_a_clean_exit_after_performs_is_a_retirement_not_a_crash() -> None:
                        "5 performs") in effects
     assert Spawn("default", 0) in effects
     assert driver.core.state is MasterState.RUNNING
-    assert driver.core.restarts.intensity.times == []
+    assert driver.core.restarts.intensities["default"].times == []
 
 
 def test_a_clean_exit_during_setup_is_a_crash() -> None:
@@ -233,7 +235,7 @@ def test_a_clean_exit_during_setup_is_a_crash() -> None:
     effects = driver.send(ChildExited(pid, 0))
     assert Log("error", f"worker group=default slot=0 pid={pid} setup failed (exit status 0)"
                ) in effects
-    assert Log("error", "more than 0 crashes in 60s: giving up") in effects
+    assert Log("error", "pool default: more than 0 crashes in 60s: giving up") in effects
     assert driver.core.state is MasterState.STOPPED  # terminating, with no worker left
     assert Exit(1) in effects and not driver.of(Spawn)
 
@@ -439,7 +441,7 @@ def test_a_crash_exactly_one_period_ago_no_longer_counts() -> None:
     (pid,) = driver.pids()
     driver.send(ChildExited(pid, 1, at=10))
     assert driver.core.state is MasterState.RUNNING
-    assert driver.core.restarts.intensity.times == [10]
+    assert driver.core.restarts.intensities["default"].times == [10]
 
 
 def test_without_a_crash_limit_old_crashes_are_forgotten_too() -> None:
@@ -449,7 +451,7 @@ def test_without_a_crash_limit_old_crashes_are_forgotten_too() -> None:
         (pid,) = driver.pids()
         driver.send(ChildExited(pid, 1, at=at))
         driver.send(Tick(now=at + 1))
-    assert driver.core.restarts.intensity.times == [90, 95]
+    assert driver.core.restarts.intensities["default"].times == [90, 95]
 
 
 def test_a_fork_failure_that_answers_no_spawn_is_named() -> None:

@@ -144,6 +144,13 @@ def test_the_scoreboard_scan_follows_the_config_the_core_runs(make_loop) -> None
     assert loop.scan_every == 3 == scan_interval(core.config)
 
 
+def test_a_scaling_pool_is_scanned_every_scale_interval_and_a_fixed_one_never() -> None:
+    assert scan_interval(PoolConfig.of(workers=4, max_workers=8)) is None
+    scaling = {"workers": 1, "max_workers": 4, "min_spare": 1, "scale_interval": 0.5}
+    assert scan_interval(PoolConfig.of(groups={"a": scaling, "b": 2})) == 0.5
+    assert scan_interval(PoolConfig.of(groups={"a": {**scaling, "timeout": 0.2}})) == 0.2
+
+
 def test_a_reading_hands_the_core_the_workers_failed_performs(make_loop) -> None:
     """Failed performs only the worker knows of (a forked perform's child that raised)
     reach the core with the rest of the reading, for it to count once."""

@@ -29,7 +29,7 @@ def test_each_group_backs_off_with_its_own_options() -> None:
         lines = policy.failed(Outcome.CRASHED, SLOW, 0, now, uptime=0.0)
     assert policy.respawn_at("fast", 0) == 3.0 and policy.respawn_at("slow", 0) == 12.0
     assert [line.message for line in lines] == [
-        "slot slow.0 failed 2 times in a row; respawn in 10s"]
+        "pool slow: 2 crashes in 60s, next start in 10s (slot slow.0 failed 2 times in a row)"]
     assert policy.respawn_at("fast", 1) == 0.0  # another slot has its own run
 
 
@@ -50,7 +50,7 @@ def test_a_worker_never_ready_never_lived_long_enough() -> None:
     policy.failed(Outcome.SETUP_FAILED, FAST, 0, 100.0, uptime=None)
     lines = policy.failed(Outcome.SETUP_FAILED, FAST, 0, 200.0, uptime=None)
     assert [line.message for line in lines] == [
-        "slot fast.0 failed 2 times in a row; respawn in 1s"]
+        "pool fast: next start in 1s (slot fast.0 failed 2 times in a row)"]
     policy.failed(Outcome.CRASHED, FAST, 0, 300.0, uptime=4.0)
     assert policy.history("fast", 0).failures == 1  # ready for 4s, the cap: a new run
 
@@ -70,9 +70,45 @@ def test_a_reload_forgets_dropped_groups_and_takes_the_new_limit() -> None:
     policy.failed(Outcome.SETUP_FAILED, FAST, 0, 1.0, uptime=0.0)
     policy.failed(Outcome.TIMED_OUT, SLOW, 0, 1.0, uptime=0.0)
     policy.reconfigure(PoolConfig.of(groups={"fast": 1}, max_restarts=1, restart_period=5))
-    assert list(policy.groups) == ["fast"]
-    assert (policy.intensity.max_restarts, policy.intensity.period) == (1, 5)
-    assert policy.exhausted(2.0)  # the two failures at t=1 are kept
+    assert list(policy.groups) == ["fast"] and list(policy.intensities) == ["fast"]
+    fast = policy.intensities["fast"]
+    assert (fast.max_restarts, fast.period) == (1, 5)
+    policy.failed(Outcome.CRASHED, FAST, 0, 2.0, uptime=0.0)
+    assert policy.exhausted(2.0)  # the failure at t=1 is kept
+    assert policy.exhausted_group(2.0) == "fast"
+
+
+def test_each_group_has_its_own_intensity() -> None:
+    config = PoolConfig.of(groups={"fast": {"workers": 1, "max_restarts": 1},
+                                   "slow": {"workers": 1, "max_restarts": 5}})
+    fast, slow = config.groups
+    policy = RestartPolicy(config)
+    for now in (1.0, 2.0, 3.0):
+        policy.failed(Outcome.CRASHED, slow, 0, now, uptime=0.0)
+    assert not policy.exhausted(3.0)  # slow allows 5; fast saw none
+    policy.failed(Outcome.CRASHED, fast, 0, 4.0, uptime=0.0)
+    policy.failed(Outcome.CRASHED, fast, 0, 5.0, uptime=0.0)
+    assert policy.exhausted_group(5.0) == "fast"
+
+
+def test_a_dropped_groups_failures_count_toward_no_intensity() -> None:
+    policy = RestartPolicy(PoolConfig.of(groups={"fast": 1}, max_restarts=0))
+    policy.failed(Outcome.CRASHED, SLOW, 0, 1.0, uptime=0.0)
+    assert not policy.exhausted(1.0) and policy.counted == {Outcome.CRASHED: 1}
+
+
+def test_the_crash_loop_in_a_line() -> None:
+    policy = RestartPolicy(PoolConfig.of(groups={"fast": 1}, restart_period=10))
+    assert policy.crash_loop("fast", 0.0) is None
+    policy.failed(Outcome.CRASHED, FAST, 0, 1.0, uptime=0.0)
+    assert policy.crash_loop("fast", 1.0) == "pool fast: 1 crash in 10s"
+    policy.failed(Outcome.CRASHED, FAST, 0, 2.0, uptime=0.0)
+    policy.failed(Outcome.CRASHED, FAST, 0, 3.0, uptime=0.0)  # respawn at 5
+    assert policy.crash_loop("fast", 3.0) == "pool fast: 3 crashes in 10s, next start in 2s"
+    assert policy.crash_loop("fast", 6.0) == "pool fast: 3 crashes in 10s"
+    assert policy.crash_loop("fast", 12.5) == "pool fast: 1 crash in 10s"
+    assert policy.crash_loop("fast", 14.0) is None
+    assert policy.crash_loop("absent", 14.0) is None
 
 
 def test_a_retirement_is_not_counted() -> None:
@@ -82,11 +118,11 @@ def test_a_retirement_is_not_counted() -> None:
 
 
 def test_a_failed_perform_counts_toward_intensity_only() -> None:
-    policy = RestartPolicy(PoolConfig.of(max_restarts=2))
+    policy = RestartPolicy(PoolConfig.of(groups={"fast": 1}, max_restarts=2))
     assert policy.failed(Outcome.PERFORM_FAILED, FAST, 0, 1.0, uptime=0.0, count=2) == []
     assert policy.history("fast", 0) is None  # the slot has nothing to wait for
     assert policy.respawn_at("fast", 0) == 0.0
-    assert policy.intensity.times == [1.0, 1.0] and not policy.exhausted(1.0)
+    assert policy.intensities["fast"].times == [1.0, 1.0] and not policy.exhausted(1.0)
     policy.failed(Outcome.PERFORM_FAILED, FAST, 0, 2.0, uptime=0.0)
     assert policy.exhausted(2.0)
     assert policy.counted == {Outcome.PERFORM_FAILED: 3}

@@ -18,13 +18,15 @@ ignored: the table is the whole behaviour, and a pair without a row raises
 title; rows that act on workers fire worker triggers through the roster, one worker at
 a time.
 
-Three decisions follow from the whole picture rather than from one event: stop when the
+Four decisions follow from the whole picture rather than from one event: stop when the
 last worker is reaped, finish a reload when the last old worker is, give up when
-failures exceed the restart intensity. They are rows too: the supervisor fires
-``workers_gone``, ``reload_finished`` and ``restarts_exhausted`` after every event, in
-every state but ``stopped``, and the guards decide (``all_workers_reaped``...), so the
-table shows what happens and when. Filling missing slots and retiring surplus workers
-act on workers, not on the master's state: they are derived rules (``rules``).
+failures exceed the restart intensity, and move the targets of the pools that scale by
+their spare workers (``scaling``). They are rows too: the supervisor fires
+``workers_gone``, ``reload_finished``, ``restarts_exhausted`` and ``spares_reviewed``
+after every event, in every state but ``stopped``, and the guards (or the scaling rule)
+decide (``all_workers_reaped``...), so the table shows what happens and when. Filling
+missing slots and retiring surplus workers act on workers, not on the master's state:
+they are derived rules (``rules``).
 
 HUP with a ``config_file`` first asks the adapter to read it (``ReadConfig``); the
 answer comes before any other event, as ``ConfigLoaded`` (take it and replace every
@@ -60,10 +62,12 @@ from prefork.core.report import StopReport
 from prefork.core.restarts import RestartPolicy
 from prefork.core.roster import Roster
 from prefork.core.rules import fill_missing_slots
+from prefork.core.scaling import SpareScaling, scales
 from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
-from prefork.core.snapshot import Snapshot, take_snapshot
+from prefork.core.snapshot import PoolView, Snapshot, take_snapshot
 from prefork.core.tally import Tally
+from prefork.core.worker_machine import WorkerState
 
 __all__ = [
     "LEAVING", "MASTER_TRANSITIONS", "MASTER_TRIGGERS", "NOT_SPAWNING", "SIGNAL_TRIGGERS",
@@ -154,6 +158,9 @@ MASTER_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "restarts_exhausted", "source": SPAWNING_STATES, "dest": None,
      "conditions": ["restart_intensity_exceeded", "spawn_unanswered"]},
     {"trigger": "restarts_exhausted", "source": NOT_SPAWNING, "dest": None},
+    {"trigger": "spares_reviewed", "source": SPAWNING_STATES, "dest": None, "after": "rescale"},
+    {"trigger": "spares_reviewed", "source": NOT_SPAWNING, "dest": None,
+     "after": "rest_scaling"},
 ]
 
 MASTER_TRIGGERS: tuple[str, ...] = tuple(
@@ -188,6 +195,7 @@ class MasterModel(Reloads):
         self.awaiting_config: str | None = None  # a ReadConfig not answered yet
         self.sizing = Sizing(self)
         self.forwarding = Forwarding(self)
+        self.scaling = SpareScaling(self)
         Machine(model=self, states=MasterState, transitions=MASTER_TRANSITIONS,
                 initial=MasterState.BOOTING, auto_transitions=False,
                 ignore_invalid_triggers=False)
@@ -215,7 +223,8 @@ class MasterModel(Reloads):
         return not self.roster.old_workers
 
     def restart_intensity_exceeded(self, *_: Any) -> bool:
-        """More than ``max_restarts`` failures within the last ``restart_period``."""
+        """Some group failed more than its ``max_restarts`` times within the last
+        ``restart_period`` seconds."""
         return self.restarts.exhausted(self.context.now)
 
     def spawn_unanswered(self, *_: Any) -> bool:
@@ -256,10 +265,16 @@ class MasterModel(Reloads):
         self.context.emit(Reply(request, self.snapshot()))
 
     def give_up(self, *_: Any) -> None:
+        """The pool past its restart intensity is named: the others were doing well."""
         self.exit_code = 1
-        self.gave_up = (f"more than {self.config.max_restarts} crashes in "
-                        f"{self.config.restart_period:g}s")
-        self.context.emit(Log("error", f"{self.gave_up}: giving up"))
+        pool = self.restarts.exhausted_group(self.context.now)
+        assert pool is not None  # restart_intensity_exceeded guards this row
+        group = self.config.group(pool)
+        self.gave_up = (f"more than {group.max_restarts} crashes in "
+                        f"{group.restart_period:g}s (pool {pool})")
+        self.context.emit(Log("error", f"pool {pool}: more than {group.max_restarts} crashes "
+                                       f"in {group.restart_period:g}s: giving up",
+                              (("event", "gave_up"), ("pool", pool))))
         self.terminate_all_workers()
 
     def exit(self, *_: Any) -> None:
@@ -281,11 +296,25 @@ class MasterModel(Reloads):
         targets = self.roster.targets
         return take_snapshot(self.state, targets, self.roster.workers, self.exit_code,
                              at=self.context.now, counts=self.tally.counts(list(targets)),
-                             crash_loops=self.restarts.crash_loops())
+                             crash_loops=self.restarts.crash_loops(),
+                             pools=self._pool_views())
+
+    def _pool_views(self) -> list[PoolView]:
+        """Each pool of the running config: its target, bounds, readings, crash loop."""
+        roster, now = self.roster, self.context.now
+        return [
+            PoolView(group.name, roster.targets.get(group.name, 0), group.min_workers,
+                     group.max_workers, scales(group), roster.busy(group.name),
+                     roster.idle(group.name),
+                     sum(w.state is WorkerState.SPAWNING for w in roster.active(group.name)),
+                     self.restarts.crash_loop(group.name, now))
+            for group in self.config.groups
+        ]
 
 
 # which part of the model carries out each of these rows' callbacks
 _PARTS: dict[str, str] = {
     **dict.fromkeys(Sizing.CALLBACKS, "sizing"),
     **dict.fromkeys(Forwarding.CALLBACKS, "forwarding"),
+    **dict.fromkeys(SpareScaling.CALLBACKS, "scaling"),
 }

@@ -2,7 +2,10 @@
 
 * ``Sizing``: TTIN and TTOU (one worker more or fewer in the first group), and the
   commands ``StartWorker``, ``StopWorker`` and ``Scale``: each sets a group's target
-  within ``0..max_workers``; the derived rules then spawn or retire.
+  within ``min_workers..max_workers``; the derived rules then spawn or retire. A pool
+  that scales by its spare workers takes the new target as its current one, and its
+  rule carries on from there (a pool scaled up by hand with nothing to do shrinks back
+  once its surplus has lasted ``idle_timeout``).
 * ``Forwarding``: USR1 (reopen the logs, then tell every worker), USR2 and CONT (hold
   and resume, told to every worker; a hold is remembered, so that workers forked during
   it start held).
@@ -53,11 +56,12 @@ class Sizing:
         if group not in targets:
             emit(Log("warning", f"no group {group!r} to scale (groups: {', '.join(targets)})"))
             return
-        most = master.config.group(group).max_workers
-        bounded = max(0, n if most is None else min(n, most))
+        settings = master.config.group(group)
+        least, most = settings.min_workers, settings.max_workers
+        bounded = max(least, n if most is None else min(n, most))
         if bounded != n:
             emit(Log("warning", f"group {group} stays at {bounded} workers (asked for {n}; "
-                                f"bounds 0..{most})"))
+                                f"bounds {least}..{most})"))
         if bounded != targets[group]:
             emit(Log("info", f"group {group}: {targets[group]} -> {bounded} workers",
                      (("event", "scaled"), ("pool", group), ("from", targets[group]),

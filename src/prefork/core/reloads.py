@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from prefork.core.core_options import MASTER_OPTIONS
 from prefork.core.effects import Log, ReadConfig
+from prefork.core.scaling import target_after_reload
 
 if TYPE_CHECKING:
     from prefork.core.context import MachineContext
@@ -45,12 +46,15 @@ class Reloads:
         self.take_config_and_replace_workers(config)
 
     def take_config_and_replace_workers(self, config: PoolConfig) -> None:
-        """A new config: groups come and go, kept groups' workers take their new options."""
+        """A new config: groups come and go, kept groups' workers take their new options;
+        each group starts from its ``workers``, or a scaling one from where it was."""
         config = self._keep_unreloadable(config)
         self.config = config
         self.roster.adopt(config)
         self.restarts.reconfigure(config)
-        self.roster.set_targets({g.name: g.workers for g in config.groups})
+        running = self.roster.targets
+        self.roster.set_targets({g.name: target_after_reload(g, running.get(g.name))
+                                 for g in config.groups})
         self.replace_workers()
 
     def _keep_unreloadable(self, config: PoolConfig) -> PoolConfig:

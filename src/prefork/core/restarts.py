@@ -9,8 +9,14 @@ Two rules, both pure arithmetic over the failures they are told about:
   performed, or when a worker that failed had been ready (since its first reading of
   idle or performing) at least ``restart_backoff_max``. A worker that never finished its
   setup never ran long enough, however long it hung in it.
-* **Intensity**, for the whole master (OTP-style): more than ``max_restarts`` failures
-  within ``restart_period`` seconds, and the master gives up.
+* **Intensity**, per group (OTP-style): more than the group's ``max_restarts`` failures
+  within its ``restart_period`` seconds, and the master gives up. A failure of a worker
+  whose group a reload dropped counts toward no group's intensity: its pool is gone.
+
+A crash loop is made visible: ``crash_loop(group, now)`` says it in a line, "pool mail:
+5 crashes in 10s, next start in 8s" (the failures within the group's ``restart_period``,
+and when its first slot waiting out a back-off may be refilled), which the back-off's log
+line and the pool's view in a ``Snapshot`` carry.
 
 Which ends are failures, and what each costs, is decided here, by class (``COSTS``),
 and each failure is counted once, at the moment the master stops waiting for the
@@ -114,19 +120,26 @@ class RestartIntensity:
 
 
 class RestartPolicy:
-    """Back-off per group and intensity for the master, as one object."""
+    """Back-off per group and slot, and the intensity per group, as one object."""
 
     def __init__(self, config: PoolConfig) -> None:
         self.groups: dict[str, GroupBackoff] = {}
-        self.intensity = RestartIntensity(config.max_restarts, config.restart_period)
+        self.intensities: dict[str, RestartIntensity] = {}
         self.counted: Counter[Outcome] = Counter()
+        self.reconfigure(config)
 
     def reconfigure(self, config: PoolConfig) -> None:
-        """A reload: groups the config drops forget their back-off; the limit may change."""
+        """A reload: groups the config drops forget their back-off and their failures;
+        the groups kept keep their failures under their new limit."""
         kept = set(config.group_names)
         self.groups = {name: b for name, b in self.groups.items() if name in kept}
-        self.intensity.max_restarts = config.max_restarts
-        self.intensity.period = config.restart_period
+        intensities = {}
+        for group in config.groups:
+            intensity = self.intensities.get(group.name) or RestartIntensity(
+                group.max_restarts, group.restart_period)
+            intensity.max_restarts, intensity.period = group.max_restarts, group.restart_period
+            intensities[group.name] = intensity
+        self.intensities = intensities
 
     def history(self, group: str, slot: int) -> SlotHistory | None:
         backoff = self.groups.get(group)
@@ -145,8 +158,9 @@ class RestartPolicy:
         assert outcome in FAILURES, f"{outcome} is not a failure"
         backs_off, intense = COSTS[outcome]
         self.counted[outcome] += count
-        if intense:
-            self.intensity.record(now, count)
+        intensity = self.intensities.get(settings.name)
+        if intense and intensity is not None:
+            intensity.record(now, count)
         if not backs_off:
             return []
         backoff = self.groups.setdefault(settings.name, GroupBackoff())
@@ -154,8 +168,11 @@ class RestartPolicy:
         if delay <= 0:
             return []
         failures = backoff.slots[slot].failures
-        return [Log("warning", f"slot {settings.name}.{slot} failed {failures} times in a "
-                               f"row; respawn in {delay:g}s")]
+        note = self.crash_loop(settings.name, now)
+        return [Log("warning", f"{note} (slot {settings.name}.{slot} failed {failures} "
+                               f"times in a row)",
+                    (("event", "backoff"), ("pool", settings.name), ("slot", slot),
+                     ("failures", failures), ("delay", delay)))]
 
     def worked(self, group: str, slot: int) -> None:
         """A live worker of the slot performed: the slot works, its run of failures ends."""
@@ -173,5 +190,44 @@ class RestartPolicy:
                      if history.failures > 1)
 
     def exhausted(self, now: float) -> bool:
-        """More failures in the period than ``max_restarts`` allows: time to give up."""
-        return self.intensity.exceeded(now)
+        """Some group failed more often in its period than its ``max_restarts`` allows:
+        time to give up."""
+        return self.exhausted_group(now) is not None
+
+    def exhausted_group(self, now: float) -> str | None:
+        """The first group (in config order) past its restart intensity, if any."""
+        for name, intensity in self.intensities.items():
+            if intensity.exceeded(now):
+                return name
+        return None
+
+    def crashes_within_period(self, group: str, now: float) -> int:
+        """The group's failures within its ``restart_period`` up to ``now``."""
+        intensity = self.intensities.get(group)
+        if intensity is None:
+            return 0
+        intensity.forget_before(now - intensity.period)
+        return len(intensity.times)
+
+    def next_start(self, group: str, now: float) -> float | None:
+        """When the first of the group's backed-off slots may be refilled (``None``: no
+        slot waits). A slot that is not vacant may still be listed: its time is past or
+        its live worker will end the run; callers ask while the group is short."""
+        backoff = self.groups.get(group)
+        if backoff is None:
+            return None
+        return min((h.respawn_at for h in backoff.slots.values() if h.respawn_at > now),
+                   default=None)
+
+    def crash_loop(self, group: str, now: float) -> str | None:
+        """The group's crash loop in a line: ``pool mail: 5 crashes in 10s, next start in
+        8s`` (``None``: no failure within its period and no slot waiting)."""
+        crashes = self.crashes_within_period(group, now)
+        start = self.next_start(group, now)
+        parts = []
+        if crashes:
+            period = self.intensities[group].period
+            parts.append(f"{crashes} crash{'' if crashes == 1 else 'es'} in {period:g}s")
+        if start is not None:
+            parts.append(f"next start in {start - now:g}s")
+        return f"pool {group}: {', '.join(parts)}" if parts else None

@@ -17,6 +17,7 @@ of it with a count from scratch; the tests call it after every event.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -71,6 +72,8 @@ class Roster:
         self.deadlines = Deadlines()
         self._maybe_surplus: dict[Worker, None] = {}  # workers a retirement check is due for
         self.old_workers = 0  # workers of an older generation than the current one
+        # (group, idle or performing) -> how many of its live workers were last read so
+        self._sampled: dict[tuple[str, WorkerState], int] = {}
         self._track_targets()
 
     # reading ------------------------------------------------------------------------
@@ -92,6 +95,15 @@ class Roster:
 
     def first_unanswered(self) -> Slot | None:
         return next(iter(self._unforked), None)
+
+    def busy(self, group: str) -> int:
+        """How many of the group's workers the latest readings say are performing (what
+        spare-worker scaling reads after every event, so it is counted, not walked)."""
+        return self._sampled.get((group, WorkerState.PERFORMING), 0)
+
+    def idle(self, group: str) -> int:
+        """How many of the group's live workers the latest readings say are idle."""
+        return self._sampled.get((group, WorkerState.IDLE), 0)
 
     def active(self, group: str | None = None) -> list[Worker]:
         """Workers that count towards a target: spawning, idle or performing."""
@@ -162,6 +174,9 @@ class Roster:
     def _reindex(self, worker: Worker, before: WorkerState, deadline: float | None,
                  pid: int | None) -> None:
         key = (worker.group, worker.slot)
+        if worker.state is not before:
+            self._count_sampled(worker.group, before, -1)
+            self._count_sampled(worker.group, worker.state, +1)
         if pid is None and worker.pid is not None:
             del self._unforked[key]
             self._by_pid[worker.pid] = worker
@@ -177,6 +192,11 @@ class Roster:
             self._maybe_surplus[worker] = None
         if worker.state is WorkerState.DEAD:
             self._bury(worker, key)
+
+    def _count_sampled(self, group: str, state: WorkerState, change: int) -> None:
+        if state in _SAMPLED:
+            key = (group, state)
+            self._sampled[key] = self._sampled.get(key, 0) + change
 
     def _bury(self, worker: Worker, key: Slot) -> None:
         """Forget a dead worker: it leaves the machine and every index."""
@@ -268,6 +288,9 @@ class Roster:
         deadlines = [w.deadline for w in workers if w.deadline is not None]
         if min(deadlines, default=None) != self.deadlines.earliest():
             errors.append("the deadline heap lost the earliest worker deadline")
+        sampled = Counter((w.group, w.state) for w in workers if w.state in _SAMPLED)
+        if +sampled != +Counter(self._sampled):
+            errors.append(f"idle and busy workers counted {self._sampled}, found {sampled}")
         if self._machine.models != workers:
             errors.append("the machine's models are not the roster's workers")
         if not set(self._maybe_surplus) <= set(workers):

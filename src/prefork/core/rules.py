@@ -2,8 +2,9 @@
 
 A signal, a reading or a reap changes one thing; what that means for the pool can only
 be seen from all of it. After every event the supervisor ``settle``s: it fires the
-master's three reviews (``REVIEWS``: stop when the last worker is reaped, finish a
-reload when the last old worker is, give up on a crash loop; rows whose guards decide),
+master's four reviews (``REVIEWS``: stop when the last worker is reaped, finish a
+reload when the last old worker is, give up on a crash loop, move the targets of the
+pools that scale by their spare workers; rows whose guards or rule decide),
 then retires one surplus worker or fills the missing slots, and starts again until no
 rule has anything left to do. The rules read the master model (its state, config and
 parts) and act through ``fire``, the supervisor's one place where triggers are fired.
@@ -21,7 +22,7 @@ Master = Any
 Fire = Callable[..., None]
 
 # what the supervisor reviews after every event, in this order
-REVIEWS = ("workers_gone", "reload_finished", "restarts_exhausted")
+REVIEWS = ("workers_gone", "reload_finished", "restarts_exhausted", "spares_reviewed")
 
 
 def settle(master: Master, fire: Fire) -> None:
@@ -33,6 +34,8 @@ def settle(master: Master, fire: Fire) -> None:
 def _apply_one_rule(master: Master, fire: Fire) -> bool:
     before = master.state
     for review in REVIEWS:
+        if review == "spares_reviewed" and not master.scaling.wanted():
+            continue  # no pool scales, and nothing to forget: a row that would do nothing
         fire(master, review)
         if master.state is not before:
             return True

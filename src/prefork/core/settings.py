@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import field, make_dataclass, replace
+from functools import partial
 from typing import Any
 
 from prefork.core.core_options import (
@@ -63,6 +64,25 @@ def _check_group(group: Any) -> None:
             _option_label(group.name, "workers"), group.workers,
             f"exceeds max_workers ({group.max_workers})",
         )
+    _check_scaling_bounds(group)
+
+
+def _check_scaling_bounds(group: Any) -> None:
+    """The checks across the sizing options: min_workers <= workers <= max_workers,
+    min_spare <= max_spare, and a pool that grows by itself has a ceiling."""
+    label = partial(_option_label, group.name)
+    if group.max_workers is not None and group.min_workers > group.max_workers:
+        raise ConfigError(label("min_workers"), group.min_workers,
+                          f"exceeds max_workers ({group.max_workers})")
+    if group.workers < group.min_workers:
+        raise ConfigError(label("workers"), group.workers,
+                          f"is below min_workers ({group.min_workers})")
+    if group.min_spare is not None and group.max_workers is None:
+        raise ConfigError(label("min_spare"), group.min_spare,
+                          "needs max_workers: a pool that grows by itself needs a ceiling")
+    if None not in (group.min_spare, group.max_spare) and group.max_spare < group.min_spare:
+        raise ConfigError(label("max_spare"), group.max_spare,
+                          f"must be >= min_spare ({group.min_spare})")
 
 
 GroupConfig = make_dataclass(
@@ -167,8 +187,9 @@ PoolConfig = make_dataclass(
     namespace={
         "__doc__": "The pool as the core sees it: the master options of core_options, and "
                    "one GroupConfig per group. Times are in seconds; None turns a timeout "
-                   "off. With max_restarts set, more crash restarts than that within "
-                   "restart_period seconds make the master give up and exit 1.",
+                   "off. With a group's max_restarts set, more crash restarts of that "
+                   "group than that within its restart_period seconds make the master "
+                   "give up and exit 1.",
         "__post_init__": _check_pool,
         "__module__": __name__,
         "of": classmethod(_of),

@@ -47,10 +47,34 @@ class WorkerView:
 
 
 @dataclass(frozen=True)
+class PoolView:
+    """One pool (group) as the core knows it, for ``prefork status`` and the metrics.
+
+    ``target`` is the number of workers it keeps now, within ``min_workers`` ..
+    ``max_workers`` (``None``: no ceiling); ``scaling`` says whether its spare workers
+    move that target (``min_spare`` or ``max_spare`` set). ``busy``, ``idle`` and
+    ``spawning`` count its live workers by their latest reading. ``crash_loop`` is its
+    crash loop in a line, ``pool mail: 5 crashes in 10s, next start in 8s`` (``None``:
+    no failure within its ``restart_period`` and no slot waiting).
+    """
+
+    name: str
+    target: int
+    min_workers: int
+    max_workers: int | None
+    scaling: bool
+    busy: int
+    idle: int
+    spawning: int
+    crash_loop: str | None
+
+
+@dataclass(frozen=True)
 class Snapshot:
     """The pool at one moment: the master's state, each group's target, every worker;
     ``at``, the core's clock then; each pool's counters (``counts``); the slots in a
-    crash loop (``crash_loops``: ``(group, slot, failures in a row)``)."""
+    crash loop (``crash_loops``: ``(group, slot, failures in a row)``); each pool's view
+    (``pools``, in the config's order)."""
 
     state: str
     targets: tuple[tuple[str, int], ...]
@@ -59,6 +83,7 @@ class Snapshot:
     at: float = 0.0
     counts: tuple[GroupCounts, ...] = ()
     crash_loops: tuple[tuple[str, int, int], ...] = ()
+    pools: tuple[PoolView, ...] = ()
 
     def pids(self, *, stopping: bool | None = None) -> list[int]:
         """The pids of the forked workers (only those told to stop, or only the others)."""
@@ -70,9 +95,10 @@ class Snapshot:
 
 def take_snapshot(state: object, targets: dict[str, int], workers: Iterable[Any],
                   exit_code: int, *, at: float = 0.0, counts: tuple[GroupCounts, ...] = (),
-                  crash_loops: tuple[tuple[str, int, int], ...] = ()) -> Snapshot:
+                  crash_loops: tuple[tuple[str, int, int], ...] = (),
+                  pools: Iterable[PoolView] = ()) -> Snapshot:
     """A snapshot of the master in ``state`` with these targets and workers (any objects
-    with the fields of a worker: the core's own ``Worker`` models)."""
+    with the fields of a worker: the core's own ``Worker`` models) and pools."""
     return Snapshot(
         state=str(state),
         targets=tuple(targets.items()),
@@ -85,4 +111,5 @@ def take_snapshot(state: object, targets: dict[str, int], workers: Iterable[Any]
         at=at,
         counts=counts,
         crash_loops=crash_loops,
+        pools=tuple(pools),
     )

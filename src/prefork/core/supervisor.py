@@ -11,7 +11,8 @@ and routes between them; it decides nothing a table or a policy can decide:
 * the **roster** (``roster``): every worker, each a model of the worker machine
   (``worker_machine``), and the indexes over them, changed through one door;
 * the **restart policy** (``restarts``): back-off per group and slot, and the restart
-  intensity; later policies (recycling, spare-worker scaling) sit beside it;
+  intensity per group; spare-worker scaling (``scaling``) is a part of the master's
+  model, reviewed after every event like the master's other decisions;
 * a **context** (``context``): the clock, advanced from each event's time, and the
   outbox every callback appends its effects to.
 
@@ -152,6 +153,9 @@ class Supervisor(WorkerEvents):
             refill = self.roster.vacancies.earliest_after(self.now)
             if refill is not None:
                 times.append(refill)
+            scaling = self.master.scaling.wake_at()  # a growth step or a surplus pending
+            if scaling is not None:
+                times.append(scaling)
         return min(times, default=None)
 
     def recount(self) -> list[str]:

@@ -37,7 +37,10 @@ no wake-ups. Workers do not wake the master per perform; they write the scoreboa
 when ``timeout`` is set, the loop also scans the scoreboard every ``timeout`` seconds:
 that is how the core learns that a perform began, early enough to give its deadline to
 the moment (the worker stamps the perform's start, and a scan within ``timeout`` of it
-puts the core's deadline exactly at start + timeout).
+puts the core's deadline exactly at start + timeout). A pool that scales by its spare
+workers is scanned every ``scale_interval`` (1 s by default) for the same reason: the
+readings are how its rule learns that idle workers became busy. A scan reads 32 bytes per
+worker and hands the core only the readings that changed.
 
 Endpoints: the control socket and the health port (``posix.serving``), when given, are
 sockets in the same ``poll`` set, served after the turn's events (a request reads the
@@ -101,6 +104,7 @@ from prefork.core.events import (
     Status,
     Tick,
 )
+from prefork.core.scaling import scales
 from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
 from prefork.core.supervisor import Supervisor
@@ -159,9 +163,12 @@ class _Worker:
 
 def scan_interval(config: PoolConfig) -> float | None:
     """How often the loop must read the scoreboard: the shortest perform ``timeout`` of
-    any group (None: no group has one, so no scan is needed)."""
-    timeouts = [group.timeout for group in config.groups if group.timeout is not None]
-    return min(timeouts, default=None)
+    any group, and the ``scale_interval`` of any group that scales by its spare workers
+    (None: neither, so no scan is needed). Nothing else tells the master that an idle
+    worker became busy: a perform does not wake it."""
+    every = [group.timeout for group in config.groups if group.timeout is not None]
+    every += [group.scale_interval for group in config.groups if scales(group)]
+    return min(every, default=None)
 
 
 class PosixLoop:
