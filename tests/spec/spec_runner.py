@@ -33,6 +33,7 @@ from prefork.core import (
     Event,
     Forked,
     ForkFailed,
+    MemorySampled,
     Observed,
     PoolConfig,
     ReadConfig,
@@ -56,7 +57,7 @@ PID_BASE = 100
 FORK_ERROR = "EAGAIN"
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
-    for cls in (Boot, Signal, Forked, ForkFailed, ChildExited, Observed, Tick,
+    for cls in (Boot, Signal, Forked, ForkFailed, ChildExited, Observed, MemorySampled, Tick,
                 StartWorker, StopWorker, StopAll, Scale, Reload, ConfigLoaded, ConfigRejected,
                 Status)
 }
