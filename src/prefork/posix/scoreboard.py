@@ -14,9 +14,13 @@ A slot is 32 bytes::
                                       last heartbeat(); 0 before the first perform
     offset 8   uint64  performs       performs finished
     offset 16  uint8   state          0 free, 1 spawning, 2 idle, 3 performing
+    offset 17  uint8   recycle        0, or why the worker asks to be recycled:
+                                      1 max_performs, 2 max_memory (it works on)
     offset 20  uint32  failures       failed performs that did not end the worker (a
                                       forked perform's child that raised or died):
                                       only the worker knows of them
+    offset 24  double  memory_mib     its own figure of its unique memory (USS), in MiB,
+                                      when it asks for max_memory; 0 otherwise
 
 Slots are the adapter's, not the core's: during a reload an old and a new worker have
 the same core slot number at once, so each forked worker gets a free scoreboard index
@@ -42,7 +46,9 @@ SLOT_SIZE = 32
 SEGMENT_SLOTS = 256
 _DOUBLES_PER_SLOT = SLOT_SIZE // 8
 _STATE_OFFSET = 16
+_RECYCLE_OFFSET = 17
 _FAILURES_OFFSET = 20
+_MEMORY_DOUBLE = 3  # the fourth double of a slot: offset 24
 
 FREE, SPAWNING, IDLE, PERFORMING = 0, 1, 2, 3
 STATE_NAMES: dict[int, WorkerState] = {
@@ -64,11 +70,22 @@ class Reading(NamedTuple):
     heartbeat_at: float
     performs: int
     failures: int = 0
+    recycle: int = 0
+    memory_mib: float = 0.0
 
     @property
     def worker_state(self) -> WorkerState | None:
         return STATE_NAMES.get(self.state)
 
+    @property
+    def recycle_reason(self) -> str | None:
+        """Why the worker asks to be recycled (``None``: it does not)."""
+        return RECYCLE_REASONS.get(self.recycle)
+
+
+# why a worker asks to be recycled, as its slot's ``recycle`` byte says it
+RECYCLE_CODES: dict[str, int] = {"max_performs": 1, "max_memory": 2}
+RECYCLE_REASONS: dict[int, str] = {code: reason for reason, code in RECYCLE_CODES.items()}
 
 FRESH_READING = Reading(SPAWNING, 0.0, 0, 0)  # what ``allocate`` writes
 
@@ -78,10 +95,10 @@ class Slot:
 
     ``slot.state[0] = PERFORMING``, ``slot.heartbeat[0] = time.monotonic()``,
     ``slot.performs[0] = n`` and ``slot.failures[0] = n`` are each a single store into
-    shared memory.
+    shared memory (and so are ``recycle`` and ``memory``, written once, to ask).
     """
 
-    __slots__ = ("failures", "heartbeat", "index", "performs", "state")
+    __slots__ = ("failures", "heartbeat", "index", "memory", "performs", "recycle", "state")
 
     def __init__(self, view: memoryview, index: int) -> None:
         self.index = index
@@ -89,6 +106,8 @@ class Slot:
         self.performs = view[8:16].cast("Q")
         self.state = view[_STATE_OFFSET:_STATE_OFFSET + 1].cast("B")
         self.failures = view[_FAILURES_OFFSET:_FAILURES_OFFSET + 4].cast("I")
+        self.recycle = view[_RECYCLE_OFFSET:_RECYCLE_OFFSET + 1].cast("B")
+        self.memory = view[_MEMORY_DOUBLE * 8:_MEMORY_DOUBLE * 8 + 8].cast("d")
 
 
 class _Segment:
@@ -135,6 +154,8 @@ class Scoreboard:
             segment.doubles[i * _DOUBLES_PER_SLOT],
             segment.counts[i * _DOUBLES_PER_SLOT + 1],
             segment.words[(i * SLOT_SIZE + _FAILURES_OFFSET) // 4],
+            segment.bytes[i * SLOT_SIZE + _RECYCLE_OFFSET],
+            segment.doubles[i * _DOUBLES_PER_SLOT + _MEMORY_DOUBLE],
         )
 
     def slot(self, index: int) -> Slot:
@@ -143,11 +164,13 @@ class Scoreboard:
         return Slot(segment.view[i * SLOT_SIZE:(i + 1) * SLOT_SIZE], index)
 
     def _write(self, index: int, state: int, heartbeat_at: float, performs: int,
-               failures: int) -> None:
+               failures: int, recycle: int = 0, memory_mib: float = 0.0) -> None:
         segment, i = self._locate(index)
         segment.doubles[i * _DOUBLES_PER_SLOT] = heartbeat_at
         segment.counts[i * _DOUBLES_PER_SLOT + 1] = performs
         segment.words[(i * SLOT_SIZE + _FAILURES_OFFSET) // 4] = failures
+        segment.bytes[i * SLOT_SIZE + _RECYCLE_OFFSET] = recycle
+        segment.doubles[i * _DOUBLES_PER_SLOT + _MEMORY_DOUBLE] = memory_mib
         segment.bytes[i * SLOT_SIZE + _STATE_OFFSET] = state
 
     def _locate(self, index: int) -> tuple[_Segment, int]:
