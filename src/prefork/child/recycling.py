@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
+from prefork.core.recycling import describe_memory
 from prefork.posix.memory import memory_figure
 
 MAX_BUDGET = 1_000_000  # performs in a batch at most, however fast they are
@@ -96,7 +97,7 @@ class SelfCheck:
         mib = self.measure(self.max_memory)
         if mib is None or mib <= self.max_memory:
             return None
-        words = f"uses {mib:.0f} MiB USS, over max_memory {self.max_memory} MiB"
+        words = describe_memory(mib, self.max_memory)
         return self._ask(Due("max_memory", words, mib))
 
     def _ask(self, due: Due) -> Due:

@@ -62,8 +62,10 @@ class MemorySample(NamedTuple):
 
 
 def describe_memory(mib: float, limit: int) -> str:
-    """``uses 212 MiB USS, over max_memory 200 MiB``: the figure and the limit."""
-    return f"uses {mib:.0f} MiB USS, over max_memory {limit} MiB"
+    """``uses 212 MiB USS, over max_memory 200 MiB``: the figure and the limit (with a
+    tenth of a MiB when the whole MiB would not show it over)."""
+    figure = f"{mib:.0f}" if round(mib) > limit else f"{mib:.1f}"
+    return f"uses {figure} MiB USS, over max_memory {limit} MiB"
 
 
 class Recycling:
