@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from prefork.core import Boot, Forked, Observed, PoolConfig, Signal, Supervisor, WorkerState
+from prefork.core import (
+    Boot,
+    ChildExited,
+    Forked,
+    Observed,
+    PoolConfig,
+    Signal,
+    Supervisor,
+    WorkerState,
+)
 from prefork.core.signals import Sig
 from prefork.core.snapshot import Snapshot, WorkerView
 
@@ -53,3 +62,17 @@ def test_a_snapshot_does_not_move_with_the_pool() -> None:
     supervisor.handle(Signal(Sig.TTIN, at=2.0))
     assert before.targets == (("mail", 2), ("sms", 1))
     assert supervisor.snapshot().targets == (("mail", 3), ("sms", 1))
+
+
+def test_a_snapshot_counts_ended_workers_by_outcome_and_recycling_reason() -> None:
+    supervisor = _running_pool()
+    supervisor.handle(Observed(101, WorkerState.IDLE, performs=8, recycle="max_memory",
+                               memory_mib=300, at=2.0))
+    supervisor.handle(Forked("mail", 0, 104, at=2.0))
+    supervisor.handle(Observed(104, WorkerState.IDLE, at=3.0))  # ready: 101 is told to QUIT
+    snapshot = supervisor.snapshot()
+    assert [(v.pid, v.state, v.stopping) for v in snapshot.workers if v.slot == 0
+            and v.group == "mail"] == [(101, "stopping", True), (104, "idle", False)]
+    supervisor.handle(ChildExited(101, 0, 9, at=4.0))
+    supervisor.handle(ChildExited(102, 1, at=4.0))
+    assert supervisor.snapshot().ended == (("retired", "max_memory", 1), ("setup failed", None, 1))

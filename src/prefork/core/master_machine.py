@@ -277,7 +277,7 @@ class MasterModel(Reloads):
 
     def snapshot(self) -> Snapshot:
         return take_snapshot(self.state, self.roster.targets, self.roster.workers,
-                             self.exit_code)
+                             self.exit_code, self.roster.ended)
 
 
 # which part of the model carries out each of these rows' callbacks

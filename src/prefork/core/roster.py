@@ -17,6 +17,7 @@ of it with a count from scratch; the tests call it after every event.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -73,6 +74,8 @@ class Roster:
         self._maybe_surplus: dict[Worker, None] = {}  # workers a retirement check is due for
         self._retiring: dict[Worker, None] = {}  # recycled workers waiting for a successor
         self.old_workers = 0  # workers of an older generation than the current one
+        # the outcome counters: workers ended, by (outcome, why it was recycled)
+        self.ended: Counter[tuple[str, str | None]] = Counter()
         self._track_targets()
 
     # reading ------------------------------------------------------------------------
@@ -194,6 +197,7 @@ class Roster:
         if worker.generation < self.generation:
             self.old_workers -= 1
         self._maybe_surplus.pop(worker, None)
+        self.ended[str(worker.outcome), worker.recycled_for] += 1
 
     def adopt(self, config: PoolConfig) -> None:
         """A reload: workers of the groups it keeps take their group's new options (a

@@ -8,7 +8,7 @@ reader's feet as the pool moves on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,9 @@ class Snapshot:
     targets: tuple[tuple[str, int], ...]
     workers: tuple[WorkerView, ...]
     exit_code: int
+    # how many workers ended, by outcome and, for a recycled one, why it was recycled
+    # (``("retired", "max_memory", 3)``; the reason is ``None`` for any other end)
+    ended: tuple[tuple[str, str | None, int], ...] = ()
 
     def pids(self, *, stopping: bool | None = None) -> list[int]:
         """The pids of the forked workers (only those told to stop, or only the others)."""
@@ -48,7 +51,8 @@ class Snapshot:
 
 
 def take_snapshot(state: object, targets: dict[str, int], workers: Iterable[Any],
-                  exit_code: int) -> Snapshot:
+                  exit_code: int, ended: Mapping[tuple[str, str | None], int] | None = None
+                  ) -> Snapshot:
     """A snapshot of the master in ``state`` with these targets and workers (any objects
     with the fields of a worker: the core's own ``Worker`` models)."""
     return Snapshot(
@@ -60,4 +64,5 @@ def take_snapshot(state: object, targets: dict[str, int], workers: Iterable[Any]
             for w in workers
         ),
         exit_code=exit_code,
+        ended=tuple((outcome, reason, n) for (outcome, reason), n in (ended or {}).items()),
     )
