@@ -414,12 +414,16 @@ class PoolChecker:
                 isinstance(event, Signal) and event.signo in (Sig.HUP, Sig.TTOU)):
             return
         for effect in step.effects:
-            if not (isinstance(effect, Kill) and effect.signo in (Sig.QUIT, Sig.TERM)
-                    and effect.pid in retiring):
+            if not (isinstance(effect, Kill) and effect.signo in (Sig.QUIT, Sig.TERM)):
                 continue
-            if isinstance(event, MemorySampled) and event.pid == effect.pid:
+            process = self.sim.table.get(effect.pid)
+            # recycled (before this step or by it), and told to stop for the first time
+            if (process is None or process.stray or process.told_to_stop
+                    or process.serial not in self.recycled):
+                continue
+            if (isinstance(event, MemorySampled) and event.pid == effect.pid
+                    and effect.pid in retiring):
                 continue  # over max_memory and still growing inside one perform
-            process = self.sim.table[effect.pid]
             group, slot = self._slot(process)
             if slot >= sup.targets.get(group, 0):
                 continue
