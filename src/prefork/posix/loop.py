@@ -450,8 +450,8 @@ class PosixLoop:
 
     def _kill(self, effect: Kill) -> None:
         if effect.pid not in self.workers:
-            # The benign race: a dying worker's last reading (reported before its exit,
-            # as the core asks) can make the core stop it (max_performs reached). It is
+            # The benign race: the core may stop a worker that died a moment ago (a
+            # recycled one, once its replacement is read ready in the same turn). It is
             # reaped already, so nothing is sent: its pid may belong to a stranger now.
             level = "debug" if effect.pid in self._reaped else "warning"
             getattr(self.logger, level)(f"not sending {effect.signo} to pid={effect.pid}: "
