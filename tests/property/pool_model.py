@@ -55,6 +55,8 @@ GROUP_NAMES = ("default", "mail", "sms")
 CONFIG_FILE = "pool.toml"
 DUMP_GRACE = 1.0  # specs/worker.md: KILL follows a timeout's ABRT after the dump grace
 READY = frozenset({WorkerState.IDLE, WorkerState.PERFORMING})
+# set up and not told to stop: a recycled worker's successor may ask in turn at once
+WORKING = READY | {WorkerState.RETIRING}
 
 
 def expected_backoff(failures: int, config: PoolConfig) -> float:
@@ -403,8 +405,9 @@ class PoolChecker:
 
     def _check_no_capacity_dip(self, step: Step) -> None:
         """INV-10: while running or reloading, a recycled worker is told to stop only once
-        the new worker of its slot is ready, unless the master stops, reloads, pauses or
-        shrinks its group, or the worker keeps growing inside a perform (its own sample)."""
+        a newer worker of its slot works (idle, performing, or retiring in turn), unless
+        the master stops, reloads, pauses or shrinks its group, or the worker keeps
+        growing inside a perform (its own sample)."""
         sup, event = self.sim.supervisor, step.event
         retiring, self.retiring = self.retiring, {
             w.pid for w in sup.workers if w.state is WorkerState.RETIRING}
@@ -427,10 +430,12 @@ class PoolChecker:
             group, slot = self._slot(process)
             if slot >= sup.targets.get(group, 0):
                 continue
-            if not any(w.group == group and w.slot == slot and w.state in READY
-                       for w in sup.workers):
+            stopped = sup.worker_by_pid(effect.pid)
+            if stopped is None or not any(
+                    w.group == group and w.slot == slot and w.serial > stopped.serial
+                    and w.state in WORKING for w in sup.workers):
                 self.flag(10, step, f"{effect!r}: {process!r} was recycled and told to "
-                                    "stop before its slot's new worker was ready")
+                                    "stop before a newer worker of its slot was working")
 
     def _check_spawns(self, step: Step) -> None:
         """INV-5 (no spawning while leaving) and INV-6 (no respawn before its back-off)."""

@@ -280,18 +280,22 @@ def test_max_performs_is_the_worker_s_word_and_its_replacement_comes_first() -> 
     assert driver.core.snapshot().pids(stopping=True) == [pid]
 
 
-def test_recycled_workers_of_one_slot_wait_for_one_ready_successor() -> None:
-    """A replacement that asks at once (its first reading already over max_memory)
-    retires beside the worker it replaced; both work until the slot's next is ready."""
+def test_a_replacement_that_asks_at_once_still_replaces_the_worker_before_it() -> None:
+    """Each new worker of a job over max_memory from the start asks as soon as it is
+    ready: it still replaces the one before it (which is told to stop), so a slot never
+    holds more than two set-up workers and the pool does not pile up retiring ones."""
     driver = booted(workers=1, max_memory=100)
     (first,) = driver.pids()
     driver.send(Observed(first, IDLE, recycle="max_memory", memory_mib=120))
-    (second,) = driver.pids("spawning")
-    effects = driver.send(Observed(second, IDLE, recycle="max_memory", memory_mib=130))
-    assert not driver.of(Kill) and Spawn("default", 0) in effects
-    (third,) = driver.pids("spawning")
-    effects = driver.send(Observed(third, PERFORMING, heartbeat_at=1))
-    assert {e.pid for e in driver.of(Kill)} == {first, second}
+    pids = [first]
+    for _ in range(5):
+        (newest,) = driver.pids("spawning")
+        effects = driver.send(Observed(newest, IDLE, recycle="max_memory", memory_mib=130))
+        assert Kill(pids[-1], Sig.QUIT) in effects and Spawn("default", 0) in effects
+        pids.append(newest)
+        states = sorted(w.state.value for w in driver.core.workers)
+        assert states.count("retiring") == 1 and states.count("spawning") == 1
+        driver.send(ChildExited(pids[-2], 0, 1))
 
 
 def test_term_after_quit_sends_term_but_never_postpones_the_kill() -> None:

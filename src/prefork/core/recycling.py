@@ -12,9 +12,10 @@ the whole pool would go down at once. So recycling goes the other way round:
    ``retiring``: it no longer counts toward its group's target, so the slot falls vacant
    and the ordinary rule fills it (after the slot's back-off, if it has one) with an
    extra worker, while the old one **keeps performing**;
-3. once the slot's new worker is ready (idle or performing), the rule below tells the
-   old one to stop gracefully (QUIT): it finishes its perform, runs ``teardown()`` and
-   exits 0, a retirement whose log line names the reason.
+3. once the slot's new worker is ready (idle or performing, or retiring in turn: it has
+   finished its setup and works), the rule below tells the old one to stop gracefully
+   (QUIT): it finishes its perform, runs ``teardown()`` and exits 0, a retirement whose
+   log line names the reason.
 
 If the replacement fails its setup, the old worker keeps working and the slot backs off
 as any failing slot does (its performs do not end the slot's run of failures: only a
@@ -39,6 +40,7 @@ The methods run on the worker's model (``Recycling`` is one of its bases).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from prefork.core.effects import Log
@@ -138,10 +140,16 @@ class Recycling:
         self.send_quit()
 
 
-def replaced(worker: Any, successor: Any, target: int) -> bool:
-    """A retiring ``worker`` may be told to stop: its slot's new worker (``successor``,
-    or ``None``) is ready, or its slot is beyond its group's ``target`` (no replacement
-    will come)."""
+def replaced(worker: Any, working: Iterable[Any], target: int) -> bool:
+    """A retiring ``worker`` may be told to stop: a newer worker of its slot works (among
+    ``working``, the slot's workers that finished their setup and were not told to stop:
+    idle, performing, or retiring in turn), or its slot is beyond its group's ``target``
+    (no replacement will come).
+
+    A newer worker that asked to be recycled as soon as it was ready still replaces this
+    one: it works on until its own successor is ready. Were only a worker still counted
+    toward the target a successor, a job whose every worker asks at once would pile up
+    retiring workers in its slot without end."""
     if worker.slot >= target:
         return True
-    return successor is not None and successor.set_up and successor.is_active
+    return any(other.serial > worker.serial for other in working)

@@ -33,6 +33,7 @@ from prefork.core.worker_machine import (
     ACTIVE,
     READY,
     WORKER_TRANSITIONS,
+    WORKING,
     Worker,
     WorkerState,
 )
@@ -73,6 +74,7 @@ class Roster:
         self.deadlines = Deadlines()
         self._maybe_surplus: dict[Worker, None] = {}  # workers a retirement check is due for
         self._retiring: dict[Worker, None] = {}  # recycled workers waiting for a successor
+        self._working: dict[Slot, dict[Worker, None]] = {}  # slot -> set up, not stopping
         self.old_workers = 0  # workers of an older generation than the current one
         # the outcome counters: workers ended, by (outcome, why it was recycled)
         self.ended: Counter[tuple[str, str | None]] = Counter()
@@ -183,6 +185,12 @@ class Roster:
             self._retiring[worker] = None
         else:
             self._retiring.pop(worker, None)
+        if worker.state in WORKING:
+            self._working.setdefault(key, {})[worker] = None
+        elif worker in self._working.get(key, ()):
+            del self._working[key][worker]
+            if not self._working[key]:
+                del self._working[key]
         if worker.state is WorkerState.DEAD:
             self._bury(worker, key)
 
@@ -253,11 +261,12 @@ class Roster:
         return first
 
     def next_replaced(self) -> Worker | None:
-        """The first retiring worker (in spawn order) whose successor is ready, or whose
-        slot is gone (``recycling.replaced``): it may now be told to stop."""
-        for worker in self._retiring:  # in the order they began to retire
+        """The first retiring worker (in the order they began to retire) that a newer
+        worker of its slot works beside, or whose slot is gone (``recycling.replaced``):
+        it may now be told to stop."""
+        for worker in self._retiring:
             key = (worker.group, worker.slot)
-            if replaced(worker, self._active.get(key), self.targets.get(worker.group, 0)):
+            if replaced(worker, self._working.get(key, ()), self.targets.get(worker.group, 0)):
                 return worker
         return None
 
@@ -289,6 +298,12 @@ class Roster:
         retiring = [w for w in workers if w.state is WorkerState.RETIRING]
         if set(retiring) != set(self._retiring):
             errors.append("the retiring index is not the retiring workers")
+        working: dict[Slot, set[Worker]] = {}
+        for w in workers:
+            if w.state in WORKING:
+                working.setdefault((w.group, w.slot), set()).add(w)
+        if working != {key: set(ws) for key, ws in self._working.items()}:
+            errors.append("the working index is not the set-up workers not told to stop")
         if self._machine.models != workers:
             errors.append("the machine's models are not the roster's workers")
         return errors
