@@ -411,6 +411,11 @@ class PoolChecker:
         sup, event = self.sim.supervisor, step.event
         retiring, self.retiring = self.retiring, {
             w.pid for w in sup.workers if w.state is WorkerState.RETIRING}
+        per_slot = Counter((w.group, w.slot) for w in sup.workers
+                           if w.state is WorkerState.RETIRING)
+        for key, n in per_slot.items():
+            if n > 1:  # each successor replaces the one before it: no pile-up
+                self.flag(10, step, f"slot {key} holds {n} recycled workers")
         if step.before not in SPAWNING_STATES or step.after not in SPAWNING_STATES:
             return
         if isinstance(event, Reload | ConfigLoaded | ConfigRejected | StopWorker | Scale) or (

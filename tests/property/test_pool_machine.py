@@ -244,6 +244,24 @@ class PoolMachine(RuleBasedStateMachine):
         return self._act(f"ask_to_recycle({reason})",
                          lambda p: self.sim.ask_to_recycle(p, reason, mib), pid, observe)
 
+    @precondition(lambda self: alive(self) and any(
+        p.state is ProcState.SPAWNING and not p.hung for p in self.sim.active()))
+    @rule(target=children, data=st.data(),
+          reason=st.sampled_from(["max_performs", "max_memory"]))
+    def ready_and_asking_at_once(self, data: st.DataObject, reason: str) -> object:
+        """A worker finishes its setup and asks to be recycled before the master's first
+        reading of it (a job over max_memory from the start): one reading says both."""
+        spawning = [p for p in self.sim.active()
+                    if p.state is ProcState.SPAWNING and not p.hung]
+        process = data.draw(st.sampled_from(spawning), label="worker")
+        self.sim.finish_setup(process.pid)
+        if not process.alive:  # told to QUIT while it set up: it is gone
+            return multiple()
+        mib = 250.0 if reason == "max_memory" else None
+        self.sim.ask_to_recycle(process.pid, reason, mib)
+        return self._feed(f"ready and asking {process.pid}",
+                          lambda: self.sim.observe(process.pid))
+
     @precondition(alive)
     @rule(target=children, pid=children, mib=st.sampled_from([50.0, 150.0, 250.0, 300.0]))
     def sample_memory(self, pid: int, mib: float) -> object:
