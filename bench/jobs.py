@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import json
 import logging
 import os
 import signal
@@ -130,9 +131,11 @@ def run_prefork(kind: str, workers: int, strategy: str, max_performs: int | None
     logger = logging.getLogger("bench.prefork")
     logger.addHandler(logging.StreamHandler(sys.stderr))
     logger.setLevel(logging.WARNING)
+    # more options as JSON (the endpoints bench: control_socket, health_bind)
+    more = json.loads(os.environ.get("BENCH_MASTER_OPTIONS", "{}"))
     master = prefork.Master(JOBS[kind], workers=workers, strategy=strategy,
                             max_performs=max_performs, timeout=timeout, logger=logger,
-                            name=f"bench-{kind}")
+                            name=f"bench-{kind}", **more)
     code = master.run()
     import gc
 

@@ -36,6 +36,7 @@ import platform
 import select
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -602,6 +603,95 @@ def scale(args: argparse.Namespace) -> list[Row]:
     return [row]
 
 
+# the endpoints: control socket and health port --------------------------------------------
+
+
+def _ask_status(path: str) -> bytes:
+    """One status request on the control socket (what `prefork status` and `check` send)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(10)
+        client.connect(path)
+        client.sendall(b'{"version": 1, "command": "status"}\n')
+        reply = b""
+        while chunk := client.recv(65536):
+            reply += chunk
+    return reply
+
+
+def _http_get(port: int, path: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+        client.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+        reply = b""
+        while chunk := client.recv(65536):
+            reply += chunk
+    return reply
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def endpoints(args: argparse.Namespace) -> list[Row]:
+    """Master CPU per second with 64 idle workers, the control socket and the health port
+    on, scraped every second (status, check, /metrics) against not scraped; and what
+    timing each perform into the duration histogram costs a no-op perform."""
+    n = 64
+    scraped: list[float] = []
+    quiet: list[float] = []
+    for _rep in range(args.idle_reps):
+        for scrape in (False, True):
+            directory = tempfile.mkdtemp(prefix="pf-bench-")
+            path, port = os.path.join(directory, "m.sock"), _free_port()
+            options = {"control_socket": path, "health_bind": f"127.0.0.1:{port}"}
+            env = {"BENCH_MASTER_OPTIONS": json.dumps(options)}
+            try:
+                with running(prefork_argv("ready", n), env) as pool:
+                    pool.ready(n, timeout=120)
+                    time.sleep(1.0)  # settle (not measured)
+                    c0, t0 = cpu_ns(pool.pid), time.monotonic()
+                    end = t0 + args.idle_window
+                    while time.monotonic() < end:
+                        if scrape:
+                            _ask_status(path)  # prefork status
+                            _ask_status(path)  # prefork check asks the same
+                            _http_get(port, "/metrics")
+                        time.sleep(1.0)
+                    c1, t1 = cpu_ns(pool.pid), time.monotonic()
+                    (scraped if scrape else quiet).append((c1 - c0) / 1e6 / (t1 - t0))
+            finally:
+                shutil.rmtree(directory, ignore_errors=True)
+    measured: list[float] = []
+    bare: list[float] = []
+    count = args.noop_performs
+    for _rep in range(args.reps):
+        for timed, rates_ in ((False, bare), (True, measured)):
+            options = {"control_socket": "off"}
+            if timed:  # the workers time their performs when /metrics is served
+                options["health_bind"] = f"127.0.0.1:{_free_port()}"
+            env = {"BENCH_MASTER_OPTIONS": json.dumps(options)}
+            with running(prefork_argv("noop", 1, max_performs=count), env) as pool:
+                (_, pid, t0, _), = pool.lines.wait(lambda item: item[0] == "start")
+                pool.workers.add(pid)
+                (_, _, t1, _), = pool.lines.wait(
+                    lambda item, pid=pid: item[0] == "end" and item[1] == pid, 1, 300)
+                rates_.append(count / (t1 - t0))
+    cost = [(1 / a - 1 / b) * 1e6 for a, b in zip(measured, bare, strict=True)]
+    return [
+        Row(f"master CPU per second, {n} idle workers, endpoints scraped every 1 s",
+            "ms/s", "not scraped", "< 5 ms/s", scraped, quiet,
+            verdict=statistics.median(scraped) < 5.0,
+            note="each second: two status requests on the control socket (prefork status, "
+                 "prefork check) and GET /metrics on the health port"),
+        Row("no-op performs/s, durations timed (health_bind set)", "1/s", "not timed",
+            "cost < 1 µs per perform", measured, bare,
+            verdict=statistics.median(cost) < 1.0,
+            note=f"cost per perform: {spread(cost)} µs (median (min-max))",
+            extra={"cost_us": cost}),
+    ]
+
+
 # the report ---------------------------------------------------------------------------------
 
 
@@ -732,7 +822,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, help="repetitions (default 5, quick 3)")
     parser.add_argument("--idle-window", type=float,
                         help="seconds of the idle and steady windows (default 10, quick 2)")
-    parser.add_argument("--only", default="lifecycle,idle,rates,memory,queue,scale",
+    parser.add_argument("--only", default="lifecycle,idle,rates,memory,queue,scale,endpoints",
                         help="comma-separated benchmarks to run (default: all); a partial "
                              "run writes bench/results/partial.json and leaves the docs")
     parser.add_argument("--items", type=int, default=100_000, help="queue items")
@@ -778,6 +868,7 @@ def main(argv: list[str]) -> int:
         ("memory", "Memory", memory),
         ("queue", "Work queue", queue),
         ("scale", "Master CPU at scale", scale),
+        ("endpoints", "Control socket and health endpoints", endpoints),
     ]
     try:
         for key, title, step in steps:

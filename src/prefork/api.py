@@ -47,9 +47,12 @@ from prefork.options import (
     umask_of,
 )
 from prefork.posix import process
+from prefork.posix.control import EndpointInUse, open_control, socket_path
+from prefork.posix.health import open_health
 from prefork.posix.loop import Handoff, PosixLoop
 from prefork.posix.pidfile import PidFileInUse
 from prefork.posix.service import Service
+from prefork.posix.serving import Endpoints, Server
 
 __all__ = ["Master", "Pool", "runtime_options"]
 
@@ -92,6 +95,7 @@ class Master:
         self._live: _LiveSettings | None = None
         self._loop: PosixLoop | None = None
         self._service: Service | None = None
+        self._endpoints: Endpoints | None = None  # the control socket and health port
         self._mode: str | None = None  # "run" or "api", fixed by the first call
         self.exit_code: int | None = None
 
@@ -112,6 +116,8 @@ class Master:
         settings = self.settings
         self._service = service = _service_of(settings, self.logger)
         log_file = _log_file(settings.log_file)  # before chdir
+        control_path = socket_path(settings.control_socket, _absolute(settings.pidfile),
+                                   settings.pool.name)  # before chdir too
         loop = None
         _install_logging(settings, self.logger)  # the service's own lines go there too
         try:
@@ -122,12 +128,15 @@ class Master:
                 except OSError as error:
                     raise ConfigError("log_file", settings.log_file,
                                       f"cannot be opened ({error.strerror})") from None
+            self._endpoints = _endpoints_of(settings, control_path, self.logger)  # in the daemon
             loop = self._loop_for("run")  # in the daemon: the workers watch its pid
             code = loop.run()
         except BaseException as error:
             service.failed(*_start_failure(error))  # a daemon's launcher prints this
             raise
         finally:
+            if self._endpoints is not None:
+                self._endpoints.close()  # the socket file goes
             service.stop()
             if loop is not None:
                 loop.close()
@@ -214,6 +223,7 @@ class Master:
                 hook_context.master_hooks(self.hooks, pool.name, supervisor.snapshot), live),
             read_config=live.read_config,
             service=service,
+            endpoints=self._endpoints if mode == "run" else None,
         )
 
 
@@ -330,6 +340,7 @@ def runtime_options(settings: Settings, group: str) -> RuntimeOptions:
         graceful_term=settings.pool.graceful_term,
         restart_backoff=core.restart_backoff,
         restart_backoff_max=core.restart_backoff_max,
+        measure_performs=settings.health_bind is not None,  # /metrics shows the durations
     )
 
 
@@ -404,12 +415,32 @@ def _service_of(settings: Settings, logger: Any) -> Service:
                    user=settings.user, group=settings.values[None, "group"])
 
 
+def _endpoints_of(settings: Settings, path: str | None, logger: Any) -> Endpoints | None:
+    """The control socket at ``path`` (``control_socket``: by default beside the pid
+    file or in the runtime directory; ``None``: off) and the health port
+    (``health_bind``), listening; ``None`` when both are off. Raises ``ConfigError`` or
+    ``EndpointInUse``."""
+    servers: list[Server] = []
+    if path is not None:
+        control = open_control(path, settings.control_socket is not None, logger)
+        if control is not None:
+            servers.append(control)
+    if settings.health_bind is not None:
+        try:
+            servers.append(open_health(settings.health_bind, logger))
+        except BaseException:
+            for server in servers:
+                server.release()
+            raise
+    return Endpoints(servers) if servers else None
+
+
 def _start_failure(error: BaseException) -> tuple[int, str]:
     """The exit status and the line a daemon's launcher gives for ``error``: as the
     command would in the foreground (2 for a bad option, 1 otherwise)."""
     if isinstance(error, ConfigError):
         return 2, f"prefork: {error}"
-    if isinstance(error, PidFileInUse):
+    if isinstance(error, PidFileInUse | EndpointInUse):
         return 1, f"prefork: {error}"
     return 1, f"prefork: the master failed: {type(error).__name__}: {error}"
 

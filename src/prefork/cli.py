@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import shlex
 import sys
@@ -158,7 +159,45 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("directory", metavar="DIR", help="where to write the project")
     init.add_argument("--name", default=None,
                       help="the project's name (default: the name of DIR)")
+    _add_control_commands(commands)
     return parser
+
+
+# the commands that talk to a running master: (help, the extra arguments' adder)
+_CONTROL_HELP = {
+    "status": "show the running master's pools and workers (a table, or --json)",
+    "scale": "set a pool's number of workers: N, +N or -N",
+    "stop": "stop the master: now (as TERM), or --graceful (as QUIT)",
+    "reload": "reload the config file and replace the workers (as HUP)",
+    "check": "exit 0 if the master is live and ready, 1 with the reason otherwise",
+    "hold": "hold the workers between performs (as USR2)",
+    "resume": "resume held workers (as CONT)",
+    "reopen-logs": "reopen the log files (as USR1)",
+}
+
+
+def _add_control_commands(commands: Any) -> None:
+    """``prefork status``, ``scale``, ``stop``...: one request to the control socket."""
+    for name, text in _CONTROL_HELP.items():
+        command = commands.add_parser(name, help=text, description=(
+            f"{text[0].upper()}{text[1:]}. The master is found by -s SOCKET, -p PIDFILE, "
+            "-c FILE (its control_socket, pidfile and name), or else at the default place "
+            "of a master named $PREFORK_NAME (prefork)."))
+        if name == "scale":
+            command.add_argument("pool", metavar="POOL", help="the pool to scale")
+            command.add_argument("n", metavar="N", help="workers: N, +N or -N")
+        if name == "stop":
+            command.add_argument("--graceful", action="store_true",
+                                 help="let the performs finish (as QUIT)")
+        if name == "status":
+            command.add_argument("--json", action="store_true", help="print the JSON reply")
+        where = command.add_mutually_exclusive_group()
+        where.add_argument("-s", "--socket", metavar="SOCKET", help="the control socket")
+        where.add_argument("-p", "--pidfile", metavar="PIDFILE",
+                           help="the master's pid file (its socket is beside it)")
+        where.add_argument("-c", "--config", metavar="FILE", help="the master's config file")
+        command.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                             help="how long to wait for an answer (default 5)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -187,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args)
     if args.command == "init":
         return init(args)
+    if args.command in _CONTROL_HELP:
+        return control(args)
     parser.print_help(sys.stderr)  # unreachable with the commands above; kept as a guard
     return EXIT_USAGE
 
@@ -198,7 +239,7 @@ def _usage(message: str) -> int:
 
 def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> int:
     """``prefork run``: build the master, run it, return its exit status."""
-    from prefork.api import Master, PidFileInUse  # not at import time: --version stays fast
+    from prefork.api import EndpointInUse, Master, PidFileInUse  # not at import: --version
 
     environ = os.environ if environ is None else environ
     try:
@@ -222,7 +263,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> i
         code = master.run()
     except ConfigError as error:  # found only when starting (a log file that won't open...)
         return _usage(str(error))
-    except PidFileInUse as error:  # another master runs: this one must not
+    except (PidFileInUse, EndpointInUse) as error:  # another master runs: this one must not
         print(f"{PROG}: {error}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
@@ -341,3 +382,45 @@ def init(args: argparse.Namespace) -> int:
         return _usage(f"init: {error}")
     print(summary(written))
     return EXIT_OK
+
+
+def control(args: argparse.Namespace) -> int:
+    """``prefork status|scale|stop|reload|check|hold|resume|reopen-logs``: one request to
+    the running master's control socket; exit 0, or 1 (with one line) when no master
+    answers or it refuses."""
+    from prefork.client import Refused, Unreachable, ask, find_socket, status_table
+
+    command = "status" if args.command == "check" else args.command
+    fields: dict[str, Any] = {}
+    if command == "scale":
+        fields = {"pool": args.pool, "n": args.n}
+    elif command == "stop":
+        fields = {"graceful": args.graceful}
+    try:
+        path = find_socket(args.socket, args.pidfile, args.config)
+        reply = ask(path, command, timeout=args.timeout, **fields)
+    except ConfigError as error:
+        return _usage(f"{args.command}: {error}")
+    except (Unreachable, Refused) as error:
+        print(f"{PROG} {args.command}: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.command == "check":
+        return _check(reply["status"])
+    if command == "status":
+        print(json.dumps(reply["status"], indent=2) if args.json
+              else status_table(reply["status"]))
+    elif command == "scale":
+        print(f"pool {reply['pool']}: {reply['from']} -> {reply['to']} workers")
+    else:
+        print(f"{args.command}: done (master {reply['state']})")
+    return EXIT_OK
+
+
+def _check(status: dict[str, Any]) -> int:
+    """``prefork check``: live (it answered) and ready, or why not."""
+    master = status["master"]
+    if master["ready"]:
+        print(f"ready: master {master['name']} pid {master['pid']} {master['state']}")
+        return EXIT_OK
+    print(f"not ready: {'; '.join(master['not_ready'])}", file=sys.stderr)
+    return EXIT_FAILED

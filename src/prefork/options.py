@@ -234,6 +234,25 @@ class Account(Kind):
 
 
 @dataclass(frozen=True)
+class Address(Kind):
+    """``HOST:PORT`` to listen on (``[::1]:PORT`` for IPv6), or ``None``."""
+
+    optional = True
+    metavar = "HOST:PORT"
+
+    def why_not(self, value: object) -> str | None:
+        if value is None:
+            return None
+        _, sep, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            return "must be HOST:PORT (as 127.0.0.1:9101)"
+        return None
+
+    def describe(self) -> str:
+        return "`HOST:PORT`, or none"
+
+
+@dataclass(frozen=True)
 class ModuleName(Kind):
     """A module's dotted name (``myapp.hooks``), or ``None``; imported at start."""
 
@@ -357,6 +376,15 @@ ADAPTER_OPTIONS: tuple[Option, ...] = (
            "Python wins", scope=MASTER, reloadable=False),
     Option("logger", LoggerLike(), None,
            "where the log lines go (none: the `prefork` logger)",
+           scope=MASTER, reloadable=False),
+    Option("control_socket", LocalPath(), None,
+           "the UNIX socket `prefork status`, `scale`, `stop`... talk to, mode 0600 (none: "
+           "beside the pid file, else `prefork-NAME.sock` in `$XDG_RUNTIME_DIR` or the "
+           "temporary directory; `off`: no control socket)",
+           scope=MASTER, reloadable=False, short="-s"),
+    Option("health_bind", Address(), None,
+           "serve `GET /livez`, `/readyz` and `/metrics` over HTTP on this `HOST:PORT` "
+           "(none: no health port)",
            scope=MASTER, reloadable=False),
     _hook("before_fork", "`before_fork(master, worker)`, in the master before each fork"),
     _hook("on_worker_exit", "`on_worker_exit(master, worker, outcome)`, in the master after "

@@ -111,3 +111,14 @@ class Crashy(prefork.Job):
         if os.environ.get("CRASH_ALWAYS") or Crashy.count % 2 == 0:
             raise ValueError("perform exploded on purpose")
         mark(f"ends.{self.worker.pid}", str(os.getpid()))
+
+
+class SlowSetup(prefork.Job):
+    """A setup that takes SETUP_SECONDS (default 3), then performs as Sleepy does."""
+
+    def setup(self) -> None:
+        time.sleep(float(os.environ.get("SETUP_SECONDS", "3")))
+        mark(f"setup.{os.getpid()}", str(self.worker.slot))
+
+    def perform(self) -> None:
+        time.sleep(PERFORM_SECONDS)

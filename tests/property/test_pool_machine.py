@@ -96,6 +96,7 @@ class PoolMachine(RuleBasedStateMachine):
         self.checker: PoolChecker
         self.may_stop = False
         self.invariant_calls = 0
+        self.last_counts: dict[tuple[str, str], int] = {}
 
     # helpers -------------------------------------------------------------------------
 
@@ -475,6 +476,29 @@ class PoolMachine(RuleBasedStateMachine):
         invariant: what lets one event cost the same with 4 workers or 256)."""
         errors = self.sim.supervisor.recount()
         assert not errors, f"the core's bookkeeping is off: {errors}"
+
+    @invariant()
+    def counters_never_go_down(self) -> None:
+        """The metrics' counters (the core's tally, and each pool's performs: its live
+        workers' plus those of the workers gone) only ever rise (not a DESIGN invariant:
+        what a Prometheus counter must do)."""
+        sim = getattr(self, "sim", None)
+        if sim is None:
+            return
+        snapshot = sim.supervisor.snapshot()
+        counts: dict[tuple[str, str], int] = {}
+        for group in snapshot.counts:
+            live = sum(w.performs for w in snapshot.workers if w.group == group.group)
+            counts[group.group, "performs"] = group.performs_of_ended + live
+            counts[group.group, "restarts"] = group.restarts
+            counts[group.group, "perform_failures"] = group.perform_failures
+            for field in ("exits", "kills", "recycles"):
+                for label, n in getattr(group, field):
+                    counts[group.group, f"{field}:{label}"] = n
+        fallen = {key: (was, counts.get(key, 0)) for key, was in self.last_counts.items()
+                  if counts.get(key, 0) < was}
+        assert not fallen, f"counters went down (was, now): {fallen}"
+        self.last_counts = counts
 
     @invariant()
     def inv_8_determinism(self) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import log_fields
 from specparse import Scenario, SpecSyntaxError, Step
 
 from prefork.core import (
@@ -33,6 +34,7 @@ from prefork.core import (
     Event,
     Forked,
     ForkFailed,
+    Log,
     MemorySampled,
     Observed,
     PoolConfig,
@@ -319,6 +321,14 @@ class Adapter:
                 effects += self.supervisor.handle(self.read(effect))
         errors = self.supervisor.recount()
         assert not errors, f"the core's bookkeeping is off: {errors}"
+        for line in effects:
+            if isinstance(line, Log):
+                wrong = log_fields.problems(line)
+                assert not wrong, f"a log line's fields are off: {wrong}"
+                if line.fields:
+                    log_fields.SEEN.add(str(line.fields[0][1]))
+        wrong = log_fields.hook_disagreements(effects)
+        assert not wrong, f"a log line and its hook disagree: {wrong}"
         return effects
 
     def read(self, request: ReadConfig) -> Event:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from prefork.core import ConfigError, GroupConfig, PoolConfig, backoff_delay
+from prefork.core.core_options import Count, FilePath, Flag, Kind, Seconds
 
 
 @pytest.mark.parametrize(
@@ -141,3 +142,40 @@ def test_group_names_are_free_text() -> None:
     names = ["high,default", 'say "hi"', "a b", "mail:2"]
     config = PoolConfig.of(groups=dict.fromkeys(names, 1))
     assert config.group_names == tuple(names)
+
+
+@pytest.mark.parametrize(("kind", "words"), [
+    (Kind(), "text"),
+    (Count(0), "whole number >= 0"),
+    (Count(1, optional=True), "whole number >= 1, or off"),
+    (Seconds(), "seconds >= 0"),
+    (Seconds(positive=True, optional=True), "seconds > 0, or off"),
+    (Flag(), "true or false"),
+    (FilePath(), "file path"),
+    (FilePath(optional=True), "file path, or none"),
+])
+def test_each_kind_says_what_it_takes(kind: Kind, words: str) -> None:
+    # the words of the generated options table in docs/guide.md
+    assert kind.describe() == words
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("1", True), (" TRUE ", True), ("yes", True), ("On", True),
+    ("0", False), ("false", False), (" No", False), ("OFF", False),
+])
+def test_a_flag_reads_the_usual_words(text: str, value: bool) -> None:
+    assert Flag().parse(text) is value
+
+
+@pytest.mark.parametrize("text", ["", "2", "truthy", "y"])
+def test_a_flag_refuses_other_words(text: str) -> None:
+    with pytest.raises(ValueError, match="is not true or false"):
+        Flag().parse(text)
+
+
+def test_seconds_read_whole_numbers_as_whole() -> None:
+    # so that a value read from a flag prints as it was written: "timeout 5", not "5.0"
+    assert repr(Seconds().parse("5")) == "5"
+    assert Seconds().parse("0.5") == 0.5
+    with pytest.raises(ValueError, match="'soon' is not a number of seconds"):
+        Seconds().parse("soon")

@@ -14,6 +14,7 @@ from prefork.core import (
 )
 from prefork.core.signals import Sig
 from prefork.core.snapshot import Snapshot, WorkerView
+from prefork.core.tally import GroupCounts
 
 
 def _running_pool() -> Supervisor:
@@ -34,11 +35,15 @@ def test_a_snapshot_names_the_state_the_targets_and_every_worker() -> None:
         state="running",
         targets=(("mail", 2), ("sms", 1)),
         workers=(
-            WorkerView("mail", 0, 101, "performing", 7, 0, False),
-            WorkerView("mail", 1, 102, "spawning", 0, 0, False),
-            WorkerView("sms", 0, 103, "spawning", 0, 0, False),
+            WorkerView("mail", 0, 101, "performing", 7, 0, False, forked_at=0.0,
+                       heartbeat_at=1.0),
+            WorkerView("mail", 1, 102, "spawning", 0, 0, False, forked_at=0.0),
+            WorkerView("sms", 0, 103, "spawning", 0, 0, False, forked_at=0.0),
         ),
         exit_code=0,
+        at=1.0,
+        counts=(GroupCounts("mail"), GroupCounts("sms")),
+        crash_loops=(),
     )
     assert isinstance(snapshot.state, str) and isinstance(snapshot.workers[0].state, str)
 
@@ -64,7 +69,7 @@ def test_a_snapshot_does_not_move_with_the_pool() -> None:
     assert supervisor.snapshot().targets == (("mail", 3), ("sms", 1))
 
 
-def test_a_snapshot_counts_ended_workers_by_outcome_and_recycling_reason() -> None:
+def test_a_snapshot_counts_recycled_workers_by_reason() -> None:
     supervisor = _running_pool()
     supervisor.handle(Observed(101, WorkerState.IDLE, performs=8, recycle="max_memory",
                                memory_mib=300, at=2.0))
@@ -75,4 +80,6 @@ def test_a_snapshot_counts_ended_workers_by_outcome_and_recycling_reason() -> No
             and v.group == "mail"] == [(101, "stopping", True), (104, "idle", False)]
     supervisor.handle(ChildExited(101, 0, 9, at=4.0))
     supervisor.handle(ChildExited(102, 1, at=4.0))
-    assert supervisor.snapshot().ended == (("retired", "max_memory", 1), ("setup failed", None, 1))
+    (mail, _sms) = supervisor.snapshot().counts
+    assert mail.recycles == (("max_memory", 1),)
+    assert mail.exits == (("retired", 1), ("setup failed", 1))

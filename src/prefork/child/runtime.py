@@ -128,6 +128,8 @@ class RuntimeOptions:
     graceful_term: bool = False
     restart_backoff: float = 0.1
     restart_backoff_max: float = 30.0
+    # time each perform into the slot's duration histogram (the master serves /metrics)
+    measure_performs: bool = False
 
 
 def run_worker(spec: Handoff, options: RuntimeOptions) -> int:

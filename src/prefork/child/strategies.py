@@ -43,6 +43,8 @@ import select
 import signal
 import sys
 import time
+from array import array
+from bisect import bisect_left
 from collections.abc import Callable
 from typing import Protocol
 
@@ -52,7 +54,7 @@ from prefork.job import IDLE as NO_WORK
 from prefork.job import Flags, WorkerContext
 from prefork.posix import process, titles
 from prefork.posix.children import HAVE_PIDFD, exit_status
-from prefork.posix.scoreboard import IDLE, PERFORMING, Slot
+from prefork.posix.scoreboard import DURATION_BOUNDS, IDLE, PERFORMING, Slot
 from prefork.posix.signal_pipe import drain, raw_pthread_sigmask
 
 
@@ -113,6 +115,7 @@ def simple_loop(runtime: Runtime, perform: Perform) -> None:
     clock = time.monotonic
     stamp = runtime.options.stamp_performs
     soft = runtime.options.soft_timeout
+    measure = runtime.options.measure_performs
     no_work = NO_WORK
     done = 0
     while runtime.start_batch(done):
@@ -122,6 +125,8 @@ def simple_loop(runtime: Runtime, perform: Perform) -> None:
         state[0] = PERFORMING
         if soft is not None:
             done = _soft_timed_batch(runtime, perform, budget, done, soft)
+        elif measure:
+            done = _measured_batch(runtime, perform, budget, done)
         elif stamp:
             for _ in budget:
                 heartbeat[0] = clock()
@@ -173,6 +178,59 @@ def idle_until_busy(runtime: Runtime, perform: Perform) -> bool:
         context.idling = False
 
 
+def _measured_batch(runtime: Runtime, perform: Perform, budget: itertools.repeat[None],
+                    done: int) -> int:
+    """A batch of the simple loop that times each perform into the slot's histogram
+    (``measure_performs``: the master serves ``/metrics``). A perform that found no work
+    is not timed (nor the one that ends the idling: its time includes the wait).
+
+    The counts are kept in the worker's own memory (an array and a float: the cheapest
+    stores Python has) and copied into the slot at most every ``FLUSH_EVERY`` seconds, at
+    the end of the batch, and so before the worker exits: a reader of the metrics sees
+    them at most that late, and a perform pays two clock reads, a bisect and two adds.
+    """
+    flags = runtime.flags
+    count = runtime.slot.performs
+    heartbeat = runtime.slot.heartbeat
+    stamp = runtime.options.stamp_performs
+    slot_buckets, slot_seconds = runtime.slot.buckets, runtime.slot.seconds
+    buckets = array("Q", slot_buckets)  # from the slot: batches go on where others ended
+    seconds = slot_seconds[0]
+    bounds, search = DURATION_BOUNDS, bisect_left
+    clock = time.monotonic
+    no_work = NO_WORK
+    flush_at = clock() + FLUSH_EVERY
+    try:
+        for _ in budget:
+            began = clock()
+            if stamp:
+                heartbeat[0] = began
+            if perform() is no_work:
+                if not idle_until_busy(runtime, perform):
+                    break
+            else:
+                ended = clock()
+                took = ended - began
+                seconds += took
+                buckets[search(bounds, took)] += 1
+                if ended >= flush_at:
+                    slot_buckets[:] = buckets
+                    slot_seconds[0] = seconds
+                    flush_at = ended + FLUSH_EVERY
+            done += 1
+            count[0] = done
+            if flags.pending:
+                break
+    finally:
+        slot_buckets[:] = buckets
+        slot_seconds[0] = seconds
+    return done
+
+
+# how often at most a worker copies its perform durations into its slot (simple strategy)
+FLUSH_EVERY = 0.5
+
+
 def _soft_timed_batch(runtime: Runtime, perform: Perform, budget: itertools.repeat[None],
                       done: int, soft: float) -> int:
     """A batch of the simple loop with ``soft_timeout``: each perform under a timer whose
@@ -182,6 +240,8 @@ def _soft_timed_batch(runtime: Runtime, perform: Perform, budget: itertools.repe
     heartbeat = runtime.slot.heartbeat
     clock = time.monotonic
     stamp = runtime.options.stamp_performs
+    measure = runtime.options.measure_performs
+    buckets, seconds = runtime.slot.buckets, runtime.slot.seconds
     set_timer = signal.setitimer
     real = signal.ITIMER_REAL
 
@@ -193,10 +253,16 @@ def _soft_timed_batch(runtime: Runtime, perform: Perform, budget: itertools.repe
             set_timer(real, 0)
 
     for _ in budget:
+        began = clock() if stamp or measure else 0.0
         if stamp:
-            heartbeat[0] = clock()
-        if timed() is NO_WORK and not idle_until_busy(runtime, timed):
-            break
+            heartbeat[0] = began
+        if timed() is NO_WORK:
+            if not idle_until_busy(runtime, timed):
+                break
+        elif measure:
+            took = clock() - began
+            seconds[0] += took
+            buckets[bisect_left(DURATION_BOUNDS, took)] += 1
         done += 1
         count[0] = done
         if flags.pending:
@@ -261,6 +327,10 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
     clock = time.monotonic
     fork = os.fork
     stamp = runtime.options.stamp_performs
+    measure = runtime.options.measure_performs
+    buckets, seconds = runtime.slot.buckets, runtime.slot.seconds
+    bounds, search = DURATION_BOUNDS, bisect_left
+    began = 0.0
     bound = getattr(runtime, "bound", None)
     take = bound.take if bound is not None else None
     settle = bound.settle if bound is not None else None
@@ -299,8 +369,8 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
                     continue
                 if not context.idling:  # after a child that found no work, it says so
                     state[0] = PERFORMING
-                if stamp:
-                    heartbeat[0] = clock()
+                if stamp or measure:
+                    heartbeat[0] = began = clock()
                 mask = sigmask(block, passed_on)
                 try:
                     pid = fork()
@@ -337,6 +407,10 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
                             pass
                         exit_now(code)
                 status = wait_for_child(pid, mask)
+                if measure and status != idle_status:  # the perform's time, fork to reap
+                    took = clock() - began
+                    seconds[0] += took
+                    buckets[search(bounds, took)] += 1
                 state[0] = IDLE
                 if settle is not None:
                     settle(pid, status)

@@ -63,6 +63,7 @@ from prefork.core.rules import fill_missing_slots
 from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
 from prefork.core.snapshot import Snapshot, take_snapshot
+from prefork.core.tally import Tally
 
 __all__ = [
     "LEAVING", "MASTER_TRANSITIONS", "MASTER_TRIGGERS", "NOT_SPAWNING", "SIGNAL_TRIGGERS",
@@ -174,11 +175,12 @@ class MasterModel(Reloads):
     state: MasterState
 
     def __init__(self, config: PoolConfig, context: MachineContext, roster: Roster,
-                 restarts: RestartPolicy) -> None:
+                 restarts: RestartPolicy, tally: Tally | None = None) -> None:
         self.config = config
         self.context = context
         self.roster = roster
         self.restarts = restarts
+        self.tally = tally if tally is not None else Tally()  # what the metrics count
         self.has_terminal = False  # Boot says; a guard, read as a plain attribute
         self.exit_code = 0
         self.gave_up: str | None = None  # why the master gave up on a crash loop
@@ -276,8 +278,10 @@ class MasterModel(Reloads):
                 f"({self.state})")
 
     def snapshot(self) -> Snapshot:
-        return take_snapshot(self.state, self.roster.targets, self.roster.workers,
-                             self.exit_code, self.roster.ended)
+        targets = self.roster.targets
+        return take_snapshot(self.state, targets, self.roster.workers, self.exit_code,
+                             at=self.context.now, counts=self.tally.counts(list(targets)),
+                             crash_loops=self.restarts.crash_loops())
 
 
 # which part of the model carries out each of these rows' callbacks

@@ -44,7 +44,7 @@ class Sizing:
     def _step(self, group: str | None, delta: int) -> None:
         targets = self.master.roster.targets
         group = group or next(iter(targets))
-        self.scale_group(group, targets.get(group, 0) + delta)
+        self.scale_group(group, targets.get(group, 0) + delta)  # an unknown group: refused there
 
     def scale_group(self, group: str, n: int) -> None:
         """Set a group's target within 0..max_workers; settle spawns or retires."""

@@ -59,7 +59,7 @@ class Reloads:
         for name, value in kept.items():
             self.context.emit(Log("warning", f"{name} cannot change on a reload (restart "
                                              f"the master to change it): keeping {value!r}"))
-        return config.with_options(**kept) if kept else config
+        return config.with_options(**kept)
 
     def keep_config_and_replace_workers(self, path: str, why: str) -> None:
         self.context.emit(Log("error", f"config file {path} not reloaded, the running "

@@ -163,6 +163,15 @@ class RestartPolicy:
         if backoff is not None:
             backoff.slots.pop(slot, None)
 
+    def crash_loops(self) -> tuple[tuple[str, int, int], ...]:
+        """``(group, slot, failures)`` for each slot that failed more than once in a row:
+        one backed off, a crash loop until a worker of it performs (one failure alone is
+        replaced at once, and is no loop)."""
+        return tuple((group, slot, history.failures)
+                     for group, backoff in self.groups.items()
+                     for slot, history in sorted(backoff.slots.items())
+                     if history.failures > 1)
+
     def exhausted(self, now: float) -> bool:
         """More failures in the period than ``max_restarts`` allows: time to give up."""
         return self.intensity.exceeded(now)

@@ -17,7 +17,6 @@ of it with a count from scratch; the tests call it after every event.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -76,8 +75,6 @@ class Roster:
         self._retiring: dict[Worker, None] = {}  # recycled workers waiting for a successor
         self._working: dict[Slot, dict[Worker, None]] = {}  # slot -> set up, not stopping
         self.old_workers = 0  # workers of an older generation than the current one
-        # the outcome counters: workers ended, by (outcome, why it was recycled)
-        self.ended: Counter[tuple[str, str | None]] = Counter()
         self._track_targets()
 
     # reading ------------------------------------------------------------------------
@@ -205,7 +202,6 @@ class Roster:
         if worker.generation < self.generation:
             self.old_workers -= 1
         self._maybe_surplus.pop(worker, None)
-        self.ended[str(worker.outcome), worker.recycled_for] += 1
 
     def adopt(self, config: PoolConfig) -> None:
         """A reload: workers of the groups it keeps take their group's new options (a
@@ -306,4 +302,6 @@ class Roster:
             errors.append("the working index is not the set-up workers not told to stop")
         if self._machine.models != workers:
             errors.append("the machine's models are not the roster's workers")
+        if not set(self._maybe_surplus) <= set(workers):
+            errors.append("a buried worker is still up for retirement")
         return errors

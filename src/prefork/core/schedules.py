@@ -79,9 +79,6 @@ class Vacancies(_Timetable):
         self._when: dict[Slot, float] = {}
         self._order: dict[str, int] = {}  # group -> its place in the config
 
-    def __contains__(self, key: Slot) -> bool:
-        return key in self._when
-
     def reset(self, groups: Iterable[str]) -> None:
         """The targets changed: no vacancy yet, groups in this order."""
         self._order = {group: index for index, group in enumerate(groups)}

@@ -133,7 +133,7 @@ def _with_options(self: Any, **options: Any) -> Any:
     every group."""
     shared = {name: value for name, value in options.items() if name in _GROUP_NAMES}
     master = {name: value for name, value in options.items() if name not in _GROUP_NAMES}
-    groups = tuple(replace(group, **shared) for group in self.groups) if shared else self.groups
+    groups = tuple(replace(group, **shared) for group in self.groups)
     return replace(self, groups=groups, **master)
 
 

@@ -4,13 +4,19 @@ The public API, the control socket and the status command read the pool through 
 ``Snapshot`` the core makes, never through the adapter's records or the core's own
 objects: a snapshot cannot be changed by its reader, and it does not change under the
 reader's feet as the pool moves on.
+
+Times in a snapshot are the core's clock (the adapter's monotonic seconds): ``at`` is
+the moment it was taken, so a reader makes ages from differences (``at - forked_at``),
+never from a clock of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from prefork.core.tally import GroupCounts
 
 
 @dataclass(frozen=True)
@@ -19,6 +25,9 @@ class WorkerView:
 
     ``pid`` is ``None`` until forked; ``stopping`` is True once the master told it to
     stop (QUIT, TERM or a timeout's ABRT), when it no longer counts toward its group.
+    ``forked_at``: when it was forked (``None``: not yet); ``heartbeat_at``: when its
+    current perform began, or it last called ``heartbeat()`` (0: not known; the worker
+    stamps it when a ``timeout`` is set).
     """
 
     group: str
@@ -28,19 +37,28 @@ class WorkerView:
     performs: int
     generation: int
     stopping: bool
+    forked_at: float | None = None
+    heartbeat_at: float = 0.0
+
+    @property
+    def ready(self) -> bool:
+        """Set up and not told to stop: idle or performing."""
+        return self.state in ("idle", "performing") and not self.stopping
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The pool at one moment: the master's state, each group's target, every worker."""
+    """The pool at one moment: the master's state, each group's target, every worker;
+    ``at``, the core's clock then; each pool's counters (``counts``); the slots in a
+    crash loop (``crash_loops``: ``(group, slot, failures in a row)``)."""
 
     state: str
     targets: tuple[tuple[str, int], ...]
     workers: tuple[WorkerView, ...]
     exit_code: int
-    # how many workers ended, by outcome and, for a recycled one, why it was recycled
-    # (``("retired", "max_memory", 3)``; the reason is ``None`` for any other end)
-    ended: tuple[tuple[str, str | None, int], ...] = ()
+    at: float = 0.0
+    counts: tuple[GroupCounts, ...] = ()
+    crash_loops: tuple[tuple[str, int, int], ...] = ()
 
     def pids(self, *, stopping: bool | None = None) -> list[int]:
         """The pids of the forked workers (only those told to stop, or only the others)."""
@@ -51,8 +69,8 @@ class Snapshot:
 
 
 def take_snapshot(state: object, targets: dict[str, int], workers: Iterable[Any],
-                  exit_code: int, ended: Mapping[tuple[str, str | None], int] | None = None
-                  ) -> Snapshot:
+                  exit_code: int, *, at: float = 0.0, counts: tuple[GroupCounts, ...] = (),
+                  crash_loops: tuple[tuple[str, int, int], ...] = ()) -> Snapshot:
     """A snapshot of the master in ``state`` with these targets and workers (any objects
     with the fields of a worker: the core's own ``Worker`` models)."""
     return Snapshot(
@@ -60,9 +78,11 @@ def take_snapshot(state: object, targets: dict[str, int], workers: Iterable[Any]
         targets=tuple(targets.items()),
         workers=tuple(
             WorkerView(w.group, w.slot, w.pid, str(w.state), w.performs, w.generation,
-                       w.stop_signal is not None)
+                       w.stop_signal is not None, w.forked_at, w.heartbeat_at)
             for w in workers
         ),
         exit_code=exit_code,
-        ended=tuple((outcome, reason, n) for (outcome, reason), n in (ended or {}).items()),
+        at=at,
+        counts=counts,
+        crash_loops=crash_loops,
     )

@@ -53,6 +53,7 @@ from prefork.core.rules import settle
 from prefork.core.settings import PoolConfig
 from prefork.core.snapshot import Snapshot
 from prefork.core.status import Told, notice, status_line
+from prefork.core.tally import Tally
 from prefork.core.worker_events import WorkerEvents
 from prefork.core.worker_machine import Worker
 
@@ -82,8 +83,10 @@ class Supervisor(WorkerEvents):
         config = config if config is not None else PoolConfig()
         self.context = MachineContext()
         self.restarts = RestartPolicy(config)
+        self.tally = Tally()  # the counters the metrics show
         self.roster = Roster(config, self.context, self.restarts.respawn_at)
-        self.master = MasterModel(config, self.context, self.roster, self.restarts)
+        self.master = MasterModel(config, self.context, self.roster, self.restarts,
+                                  self.tally)
         self.told = Told(self.context)  # the status line and the wake-up time last told
         self._title: str | None = None  # the last process title set
 

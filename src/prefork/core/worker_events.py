@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from prefork.core.master_machine import MasterModel
     from prefork.core.restarts import RestartPolicy
     from prefork.core.roster import Roster
+    from prefork.core.tally import Tally
 
 
 class WorkerEvents:
@@ -31,6 +32,7 @@ class WorkerEvents:
 
     roster: Roster
     restarts: RestartPolicy
+    tally: Tally
     master: MasterModel
     context: MachineContext
     state: MasterState
@@ -42,10 +44,12 @@ class WorkerEvents:
         if self.roster.by_pid(event.pid) is not None:
             raise CoreError(f"master machine: {event!r} reuses the pid of a live worker")
         self.fire(worker, "forked", event.pid)
+        self.tally.forked(event.group, event.slot)
 
     def on_fork_failed(self, event: ev.ForkFailed) -> None:
         worker = self.answered_spawn(event.group, event.slot, event)
         self.fire_and_count(worker, "fork_failed", event.error)
+        self.tally.fork_failed(event.group)
 
     def answered_spawn(self, group: str, slot: int, event: ev.Event) -> Worker:
         worker = self.roster.unanswered(group, slot)
@@ -63,6 +67,7 @@ class WorkerEvents:
         if worker.is_active and worker.count_at_exit(event.performs) > 0:
             self.restarts.worked(worker.group, worker.slot)  # the slot works
         self.fire_and_count(worker, "exited", event.status, event.performs)
+        self.tally.reaped(worker)
         if self.state in LEAVING:
             self.master.report.record(worker)
 
@@ -77,6 +82,7 @@ class WorkerEvents:
         rise = event.failures - worker.failures
         if rise > 0:  # counted once: the worker keeps the highest count seen
             self.fire(worker, "performs_failed", event.failures)
+            self.tally.failed_performs(worker.group, rise)
             self.restarts.failed(Outcome.PERFORM_FAILED, worker.settings, worker.slot,
                                  self.now, None, count=rise)
         # Only a live worker ends its slot's run of failures: one already told to stop

@@ -187,6 +187,7 @@ class Worker(SignalsSent, Recycling):
         self.kill_at: float | None = None
         self.set_up = False
         self.busy = False
+        self.heartbeat_at = 0.0  # when its current perform began (or it last said so)
         self.performs = 0
         self.failures = 0
         self.stop_signal: Sig | None = None
@@ -281,6 +282,7 @@ class Worker(SignalsSent, Recycling):
         """A reading of performing: the perform deadline runs from the last heartbeat,
         also while the worker is being stopped, until the master gave up on it."""
         self._record_ready(performs, busy=True)
+        self.heartbeat_at = heartbeat_at
         timeout = self.settings.timeout
         if self.killed_for is None:
             self.timeout_at = None if timeout is None else heartbeat_at + timeout

@@ -40,6 +40,12 @@ that is how the core learns that a perform began, early enough to give its deadl
 the moment (the worker stamps the perform's start, and a scan within ``timeout`` of it
 puts the core's deadline exactly at start + timeout).
 
+Endpoints: the control socket and the health port (``posix.serving``), when given, are
+sockets in the same ``poll`` set, served after the turn's events (a request reads the
+scoreboard the turn just read); a command becomes the event its signal would be. They
+add a wake-up only while a connection is open (its deadline), and a worker closes its
+copies of their sockets right after the fork.
+
 Forking: the master's signals are blocked around ``fork``, so the child starts with
 them blocked; the worker unblocks them once its own handlers are in place, so a signal
 sent to a brand-new worker waits for the right handler instead of meeting the default
@@ -102,8 +108,10 @@ from prefork.core.supervisor import Supervisor
 from prefork.core.worker_machine import WorkerState
 from prefork.posix import process
 from prefork.posix.children import Children
+from prefork.posix.control import MasterView
 from prefork.posix.memory import MemorySampler
-from prefork.posix.scoreboard import FRESH_READING, Reading, Scoreboard, Slot
+from prefork.posix.scoreboard import FRESH_READING, Durations, Reading, Scoreboard, Slot
+from prefork.posix.serving import Endpoints
 from prefork.posix.signal_pipe import (
     MASTER_SIGNALS,
     SignalWakeup,
@@ -181,6 +189,7 @@ class PosixLoop:
         read_config: Callable[[str], PoolConfig] | None = None,
         use_pidfd: bool | None = None,
         service: Any = None,
+        endpoints: Endpoints | None = None,
     ) -> None:
         self.supervisor = supervisor
         # the master as a service (posix.service.Service): Notify goes there, and the
@@ -218,6 +227,14 @@ class PosixLoop:
         self._scan_config: PoolConfig | None = None
         self._scan_every: float | None = None
         self._master_pid = os.getpid()
+        # the control socket and health port (posix.serving), served after each turn
+        self.endpoints = endpoints
+        self.loop_lag = 0.0  # how late the last timed wake-up came
+        self.durations = Durations()  # the perform durations of the workers reaped
+        if endpoints is not None:
+            endpoints.attach(self.poller, MasterView(
+                self.ask_status, self.feed, lambda: self.loop_lag, self._master_pid,
+                supervisor.config.name, self.perform_durations))
 
     # driving -----------------------------------------------------------------------------
 
@@ -254,13 +271,18 @@ class PosixLoop:
 
     def turn(self, *, block: bool) -> None:
         """One turn: sleep (if ``block``) until something happens, then hand it over."""
-        timeout = self._poll_timeout_ms(time.monotonic()) if block else 0
+        asleep = time.monotonic()
+        timeout = self._poll_timeout_ms(asleep) if block else 0
         ready = {fd for fd, _ in self.poller.poll(timeout)}
         now = time.monotonic()
+        if timeout and not ready:  # woken by the clock: how late
+            self.loop_lag = max(0.0, now - asleep - timeout / 1000)
         if self.service is not None:  # the loop turns: the watchdog may hear so
             self.service.keepalive(now)
         self._pending.extend(self._collect(ready, now))
         self._process()
+        if self.endpoints is not None:
+            self.endpoints.serve(ready, now)
 
     def wait_until(self, done: Callable[[], bool]) -> None:
         """Turn the loop until ``done()`` (or the core's ``Exit``)."""
@@ -269,15 +291,22 @@ class PosixLoop:
 
     def ask_status(self) -> object:
         """Ask the core for a snapshot of the pool (``Status``); return its ``Reply``."""
+        if self.exit_code is not None:  # stopped: no more events; its last picture stands
+            return self.supervisor.snapshot()
         request = object()
         self._asking.add(request)
         try:
-            self.feed(Status(request))
+            self.feed(Status(request, at=time.monotonic()))
         finally:
             self._asking.discard(request)
         if request not in self._replies:
             raise RuntimeError("the core did not answer Status with a Reply")
         return self._replies.pop(request)
+
+    def perform_durations(self) -> dict[str, tuple[list[int], float]]:
+        """Each pool's perform duration histogram, from every slot (``/metrics``)."""
+        live = [(worker.group, worker.index) for worker in self.workers.values()]
+        return self.durations.histograms(self.board, live)
 
     @property
     def scan_every(self) -> float | None:
@@ -320,6 +349,7 @@ class PosixLoop:
         self.logger.debug(f"reaped pid={pid} (status {status})")
         if worker is not None:
             final = self.board.read(worker.index)
+            self.durations.retire(worker.group, self.board, worker.index)
             performs, performing = final.performs, final.worker_state is WorkerState.PERFORMING
             self.board.release(worker.index)
             child = self.children.live.get(pid)
@@ -346,6 +376,8 @@ class PosixLoop:
                  if t is not None]
         if self.service is not None and self.service.wake_at is not None:
             times.append(self.service.wake_at)
+        if self.endpoints is not None and self.endpoints.wake_at is not None:
+            times.append(self.endpoints.wake_at)  # a connection's deadline
         if self.workers and not self.children.use_pidfd and self.signals is None:
             times.append(now + _FALLBACK_POLL)
         if not times:
@@ -516,6 +548,8 @@ class PosixLoop:
         if self.signals is not None:
             self.signals.reset_in_child()
         self.children.close_in_child()
+        if self.endpoints is not None:
+            self.endpoints.close_in_child()
         for fd in (self.notify_r, self.lifeline_w):
             try:  # noqa: SIM105  (not contextlib.suppress: each object made is a page copied)
                 os.close(fd)

@@ -8,7 +8,7 @@ slot with plain stores through typed ``memoryview`` casts (no system call, no
 allocation). The master reads the slots whenever it wakes up and turns what changed into
 ``Observed`` events for the core.
 
-A slot is 32 bytes::
+A slot is 160 bytes::
 
     offset 0   double  heartbeat_at   monotonic time the current perform began, or of the
                                       last heartbeat(); 0 before the first perform
@@ -19,8 +19,17 @@ A slot is 32 bytes::
     offset 20  uint32  failures       failed performs that did not end the worker (a
                                       forked perform's child that raised or died):
                                       only the worker knows of them
-    offset 24  double  memory_mib     its own figure of its unique memory (USS), in MiB,
+    offset 24  double  perform_seconds  the time its performs took, summed
+    offset 32  uint64  buckets[15]    how many performs took at most DURATION_BOUNDS[i]
+                                      seconds (and more than the bound before); the last
+                                      counts the rest (+Inf)
+    offset 152 double  memory_mib     its own figure of its unique memory (USS), in MiB,
                                       when it asks for max_memory; 0 otherwise
+
+The duration histogram is the worker's alone (the core never sees a duration): per
+perform it reads the clock twice, adds to the sum and to one bucket (``bisect`` on the
+bounds), all plain stores. The master reads it only when ``/metrics`` asks, and adds a
+reaped worker's to its pool's before the slot is freed (``Durations``).
 
 Slots are the adapter's, not the core's: during a reload an old and a new worker have
 the same core slot number at once, so each forked worker gets a free scoreboard index
@@ -42,13 +51,19 @@ from typing import NamedTuple
 
 from prefork.core.worker_machine import WorkerState
 
-SLOT_SIZE = 32
+SLOT_SIZE = 160
 SEGMENT_SLOTS = 256
 _DOUBLES_PER_SLOT = SLOT_SIZE // 8
 _STATE_OFFSET = 16
 _RECYCLE_OFFSET = 17
 _FAILURES_OFFSET = 20
-_MEMORY_DOUBLE = 3  # the fourth double of a slot: offset 24
+_SECONDS_OFFSET = 24
+_BUCKETS_OFFSET = 32
+# the upper bounds of the perform duration histogram's buckets, in seconds (+Inf after)
+DURATION_BOUNDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                   30.0, 60.0)
+BUCKETS = len(DURATION_BOUNDS) + 1
+_MEMORY_OFFSET = 152
 
 FREE, SPAWNING, IDLE, PERFORMING = 0, 1, 2, 3
 STATE_NAMES: dict[int, WorkerState] = {
@@ -98,7 +113,8 @@ class Slot:
     shared memory (and so are ``recycle`` and ``memory``, written once, to ask).
     """
 
-    __slots__ = ("failures", "heartbeat", "index", "memory", "performs", "recycle", "state")
+    __slots__ = ("buckets", "failures", "heartbeat", "index", "memory", "performs",
+                 "recycle", "seconds", "state")
 
     def __init__(self, view: memoryview, index: int) -> None:
         self.index = index
@@ -106,8 +122,10 @@ class Slot:
         self.performs = view[8:16].cast("Q")
         self.state = view[_STATE_OFFSET:_STATE_OFFSET + 1].cast("B")
         self.failures = view[_FAILURES_OFFSET:_FAILURES_OFFSET + 4].cast("I")
+        self.seconds = view[_SECONDS_OFFSET:_SECONDS_OFFSET + 8].cast("d")
+        self.buckets = view[_BUCKETS_OFFSET:_BUCKETS_OFFSET + 8 * BUCKETS].cast("Q")
         self.recycle = view[_RECYCLE_OFFSET:_RECYCLE_OFFSET + 1].cast("B")
-        self.memory = view[_MEMORY_DOUBLE * 8:_MEMORY_DOUBLE * 8 + 8].cast("d")
+        self.memory = view[_MEMORY_OFFSET:_MEMORY_OFFSET + 8].cast("d")
 
 
 class _Segment:
@@ -155,8 +173,16 @@ class Scoreboard:
             segment.counts[i * _DOUBLES_PER_SLOT + 1],
             segment.words[(i * SLOT_SIZE + _FAILURES_OFFSET) // 4],
             segment.bytes[i * SLOT_SIZE + _RECYCLE_OFFSET],
-            segment.doubles[i * _DOUBLES_PER_SLOT + _MEMORY_DOUBLE],
+            segment.doubles[(i * SLOT_SIZE + _MEMORY_OFFSET) // 8],
         )
+
+    def durations(self, index: int) -> tuple[list[int], float]:
+        """Slot ``index``'s perform duration histogram: each bucket's count (not
+        cumulative), and the seconds summed."""
+        segment, i = self._locate(index)
+        first = (i * SLOT_SIZE + _BUCKETS_OFFSET) // 8
+        return (list(segment.counts[first:first + BUCKETS]),
+                segment.doubles[(i * SLOT_SIZE + _SECONDS_OFFSET) // 8])
 
     def slot(self, index: int) -> Slot:
         """The worker's own typed views of slot ``index``."""
@@ -169,9 +195,42 @@ class Scoreboard:
         segment.doubles[i * _DOUBLES_PER_SLOT] = heartbeat_at
         segment.counts[i * _DOUBLES_PER_SLOT + 1] = performs
         segment.words[(i * SLOT_SIZE + _FAILURES_OFFSET) // 4] = failures
+        segment.doubles[(i * SLOT_SIZE + _SECONDS_OFFSET) // 8] = 0.0
+        first = (i * SLOT_SIZE + _BUCKETS_OFFSET) // 8
+        segment.counts[first:first + BUCKETS] = _NO_COUNTS
         segment.bytes[i * SLOT_SIZE + _RECYCLE_OFFSET] = recycle
-        segment.doubles[i * _DOUBLES_PER_SLOT + _MEMORY_DOUBLE] = memory_mib
+        segment.doubles[(i * SLOT_SIZE + _MEMORY_OFFSET) // 8] = memory_mib
         segment.bytes[i * SLOT_SIZE + _STATE_OFFSET] = state
 
     def _locate(self, index: int) -> tuple[_Segment, int]:
         return self._segments[index // self._segment_slots], index % self._segment_slots
+
+
+_NO_COUNTS = memoryview(bytes(8 * BUCKETS)).cast("Q")
+
+
+class Durations:
+    """Each pool's perform durations: the workers gone (added as each is reaped, before
+    its slot is freed) plus, when read, the live ones' slots."""
+
+    def __init__(self) -> None:
+        self._gone: dict[str, tuple[list[int], float]] = {}
+
+    def retire(self, group: str, board: Scoreboard, index: int) -> None:
+        """The worker of slot ``index`` is reaped: keep what its slot counted."""
+        self._gone[group] = _add(self._gone.get(group), board.durations(index))
+
+    def histograms(self, board: Scoreboard, live: list[tuple[str, int]]
+                   ) -> dict[str, tuple[list[int], float]]:
+        """Each pool's buckets (not cumulative) and sum, ``live``: (group, index)."""
+        merged = dict(self._gone)
+        for group, index in live:
+            merged[group] = _add(merged.get(group), board.durations(index))
+        return merged
+
+
+def _add(into: tuple[list[int], float] | None,
+         more: tuple[list[int], float]) -> tuple[list[int], float]:
+    if into is None:
+        return list(more[0]), more[1]
+    return [a + b for a, b in zip(into[0], more[0], strict=True)], into[1] + more[1]
