@@ -41,6 +41,7 @@ Without ``[pool.NAME]`` tables the file describes one pool (``default``) at the 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -68,6 +69,8 @@ from prefork.logs import LOG_FORMATS, LOG_LEVELS
 
 STRATEGIES = ("simple", "forking")
 LOGGER_NAME = "prefork"
+# max_memory measures workers with psutil (the memory extra); without it the option is refused
+_HAVE_PSUTIL = importlib.util.find_spec("psutil") is not None
 
 
 # --- the kinds the adapter's options add to the core's ----------------------------------------
@@ -656,6 +659,10 @@ def _settings_of(above: tuple[Layer, ...], file: Layer | None,
             value = _kept(running, key, value, whence, notes)
             if option.name != "job":
                 _check(option, value, pool, whence[key])
+            if option.name == "max_memory" and value is not None and not _HAVE_PSUTIL:
+                where = _key_and_where(pool, option.name, *whence[key])
+                raise ConfigError(where[0], value, "needs psutil to measure each worker's "
+                                  "memory: pip install 'prefork[memory]'" + where[1])
             values[key] = value
     for pool in names:
         _rq_pool_job(pool, values, whence)

@@ -149,6 +149,7 @@ from prefork.core.events import (
     Event,
     Forked,
     ForkFailed,
+    MemorySampled,
     Observed,
     Reload,
     Scale,
@@ -246,6 +247,8 @@ class SimProcess:
     reported_performs: int = 0  # the count the core was last given (a reading or the exit)
     reported_failures: int = 0  # the count of failed performs the core was last given
     reported_state: WorkerState | None = None  # the state the core last read in its slot
+    recycle: str | None = None  # it asks to be recycled (max_performs, max_memory)
+    memory_mib: float | None = None  # its own figure of its memory, when it asks for it
 
     def __repr__(self) -> str:
         who = "stray" if self.stray else f"{self.group}.{self.slot}"
@@ -613,6 +616,21 @@ class SimOS:
         if process.quitting:
             self._die(process, 0)
 
+    def ask_to_recycle(self, pid: int, reason: str, mib: float | None = None) -> None:
+        """A ready worker asks (in its slot, from now on) to be recycled: it reached its
+        ``max_performs``, or measured itself over ``max_memory`` (``mib``). It works on."""
+        process = self._able(pid, ProcState.IDLE, ProcState.PERFORMING, doing="ask to recycle")
+        if process.scoreboard not in (WorkerState.IDLE, WorkerState.PERFORMING):
+            raise SimError(f"pid {pid} cannot ask to recycle: its slot says it sets up")
+        process.recycle, process.memory_mib = reason, mib
+
+    def sample_memory(self, pid: int, mib: float) -> list[Effect]:
+        """The master samples the unique memory of worker ``pid`` (not reaped yet)."""
+        process = self.process(pid)
+        if process.stray:
+            raise SimError(f"pid {pid} is a stray: the master samples only its workers")
+        return self._feed(MemorySampled(pid, mib, at=self.now), process)
+
     def crash(self, pid: int, status: int = 1) -> None:
         """The process dies with ``status`` (even a hung one: a segfault, the OOM killer)."""
         process = self.process(pid)
@@ -653,7 +671,7 @@ class SimOS:
             raise SimError(f"pid {pid} is a stray: it has no scoreboard slot")
         heartbeat = process.heartbeat_at if process.scoreboard is WorkerState.PERFORMING else 0.0
         reading = Observed(pid, process.scoreboard, heartbeat, process.performs,
-                           process.failures, at=self.now)
+                           process.failures, process.recycle, process.memory_mib, at=self.now)
         process.reported_performs = process.performs
         process.reported_failures = max(process.reported_failures, process.failures)
         process.reported_state = process.scoreboard

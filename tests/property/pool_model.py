@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from prefork.core import (
     ChildExited,
     ConfigLoaded,
+    ConfigRejected,
     Exit,
     Forked,
     ForkFailed,
@@ -29,6 +30,7 @@ from prefork.core import (
     Kill,
     Log,
     MasterState,
+    MemorySampled,
     Observed,
     PoolConfig,
     Reload,
@@ -53,6 +55,8 @@ GROUP_NAMES = ("default", "mail", "sms")
 CONFIG_FILE = "pool.toml"
 DUMP_GRACE = 1.0  # specs/worker.md: KILL follows a timeout's ABRT after the dump grace
 READY = frozenset({WorkerState.IDLE, WorkerState.PERFORMING})
+# set up and not told to stop: a recycled worker's successor may ask in turn at once
+WORKING = READY | {WorkerState.RETIRING}
 
 
 def expected_backoff(failures: int, config: PoolConfig) -> float:
@@ -111,6 +115,8 @@ def pool_configs(draw: st.DrawFn) -> PoolConfig:
         max_workers=most, min_workers=least, min_spare=spares[0], max_spare=spares[1],
         idle_timeout=draw(st.sampled_from([0.5, 2.0])), scale_interval=0.25,
         max_performs=draw(st.none() | st.integers(1, 3)),
+        max_performs_jitter=draw(st.sampled_from([0, 2])),
+        max_memory=draw(st.none() | st.sampled_from([100, 200])),
         restart_backoff=backoff,
         restart_backoff_max=backoff * draw(st.sampled_from([1, 2, 4, 8, 16])),
         max_restarts=draw(st.sampled_from([None, None, None, 0, 1, 3])),
@@ -151,6 +157,10 @@ class PoolChecker:
         self.failures_seen: dict[int, int] = {}  # process serial -> highest count read
         # back-off: process serial -> when the core first read it idle or performing
         self.ready_at: dict[int, float] = {}
+        # INV-10: the pids the core held retiring (recycled, waiting for a successor)
+        # after the previous step, and the serials of workers recycled at all
+        self.retiring: set[int] = set()
+        self.recycled: set[int] = set()
         sim.listeners.append(self.on_step)
 
     def flag(self, invariant: int, step: Step, message: str) -> None:
@@ -175,6 +185,7 @@ class PoolChecker:
         self._check_give_up(step)
         self._check_stop(step)
         self._check_targets(step)
+        self._check_no_capacity_dip(step)
         self._track_group_settings()
         for serial, signo in sent:
             if signo in (Sig.QUIT, Sig.TERM, Sig.ABRT):
@@ -271,12 +282,24 @@ class PoolChecker:
                 self.failures_seen[process.serial] = event.failures
                 self.failures["perform failed"] += event.failures - seen
                 self._count_toward_intensity(process.group, now, event.failures - seen)
-            if process.reported_performs > 0 and not process.told_to_stop:
+            if event.recycle is not None and event.state in READY \
+                    and not process.told_to_stop:
+                self.recycled.add(process.serial)
+            live = not (process.told_to_stop or process.serial in self.recycled)
+            if process.reported_performs > 0 and live:
                 self.slots.pop(self._slot(process), None)
+        elif isinstance(event, MemorySampled):
+            if process.serial in self.recycled or process.reported_state not in READY:
+                return
+            limit = self.settings_of[process.serial].max_memory
+            if limit is not None and event.mib > limit and not process.told_to_stop:
+                self.recycled.add(process.serial)
         elif isinstance(event, ChildExited) and not process.told_to_stop:
             ready = process.reported_state in READY
             if process.status == 0 and (ready or process.reported_performs > 0):
-                if process.reported_performs > 0:  # it retired by itself, having worked
+                # it retired by itself, having worked (a recycled worker is not live:
+                # its slot's streak is its successor's)
+                if process.reported_performs > 0 and process.serial not in self.recycled:
                     self.slots.pop(self._slot(process), None)
             else:
                 self.failures["setup failed" if not ready else
@@ -418,6 +441,45 @@ class PoolChecker:
                     self.flag(2, step, f"{process!r} survives past t={due:g} without KILL")
         return sent
 
+    def _check_no_capacity_dip(self, step: Step) -> None:
+        """INV-10: while running or reloading, a recycled worker is told to stop only once
+        a newer worker of its slot works (idle, performing, or retiring in turn), unless
+        the master stops, reloads, pauses or shrinks its group, or the worker keeps
+        growing inside a perform (its own sample)."""
+        sup, event = self.sim.supervisor, step.event
+        retiring, self.retiring = self.retiring, {
+            w.pid for w in sup.workers if w.state is WorkerState.RETIRING}
+        per_slot = Counter((w.group, w.slot) for w in sup.workers
+                           if w.state is WorkerState.RETIRING)
+        for key, n in per_slot.items():
+            if n > 1:  # each successor replaces the one before it: no pile-up
+                self.flag(10, step, f"slot {key} holds {n} recycled workers")
+        if step.before not in SPAWNING_STATES or step.after not in SPAWNING_STATES:
+            return
+        if isinstance(event, Reload | ConfigLoaded | ConfigRejected | StopWorker | Scale) or (
+                isinstance(event, Signal) and event.signo in (Sig.HUP, Sig.TTOU)):
+            return
+        for effect in step.effects:
+            if not (isinstance(effect, Kill) and effect.signo in (Sig.QUIT, Sig.TERM)):
+                continue
+            process = self.sim.table.get(effect.pid)
+            # recycled (before this step or by it), and told to stop for the first time
+            if (process is None or process.stray or process.told_to_stop
+                    or process.serial not in self.recycled):
+                continue
+            if (isinstance(event, MemorySampled) and event.pid == effect.pid
+                    and effect.pid in retiring):
+                continue  # over max_memory and still growing inside one perform
+            group, slot = self._slot(process)
+            if slot >= sup.targets.get(group, 0):
+                continue
+            stopped = sup.worker_by_pid(effect.pid)
+            if stopped is None or not any(
+                    w.group == group and w.slot == slot and w.serial > stopped.serial
+                    and w.state in WORKING for w in sup.workers):
+                self.flag(10, step, f"{effect!r}: {process!r} was recycled and told to "
+                                    "stop before a newer worker of its slot was working")
+
     def _check_spawns(self, step: Step) -> None:
         """INV-5 (no spawning while leaving) and INV-6 (no respawn before its back-off)."""
         now = self.sim.supervisor.now
@@ -522,7 +584,8 @@ class PoolChecker:
         sim, sup = self.sim, self.sim.supervisor
         if sup.state not in UP:
             return []
-        counts = Counter(p.group for p in sim.active())
+        # a recycled worker works on beside its replacement: it is not counted
+        counts = Counter(p.group for p in sim.active() if p.serial not in self.recycled)
         problems = [f"group {g}: {n} active workers, target {self.targets.get(g, 0)}"
                     for g, n in counts.items() if n > self.targets.get(g, 0)]
         if sup.state is M.PAUSED and counts:

@@ -237,6 +237,47 @@ class PoolMachine(RuleBasedStateMachine):
         return self._act("heartbeat", self.sim.heartbeat, pid, observe)
 
     @precondition(alive)
+    @rule(target=children, pid=children, reason=st.sampled_from(["max_performs", "max_memory"]),
+          observe=st.booleans())
+    def ask_to_recycle(self, pid: int, reason: str, observe: bool) -> object:
+        """A ready worker reached its limit and asks to be replaced; it works on."""
+        mib = 250.0 if reason == "max_memory" else None
+        return self._act(f"ask_to_recycle({reason})",
+                         lambda p: self.sim.ask_to_recycle(p, reason, mib), pid, observe)
+
+    @precondition(lambda self: alive(self) and any(
+        p.state is ProcState.SPAWNING and not p.hung for p in self.sim.active()))
+    @rule(target=children, data=st.data(),
+          reason=st.sampled_from(["max_performs", "max_memory"]))
+    def ready_and_asking_at_once(self, data: st.DataObject, reason: str) -> object:
+        """A worker finishes its setup and asks to be recycled before the master's first
+        reading of it (a job over max_memory from the start): one reading says both."""
+        spawning = [p for p in self.sim.active()
+                    if p.state is ProcState.SPAWNING and not p.hung]
+        process = data.draw(st.sampled_from(spawning), label="worker")
+        self.sim.finish_setup(process.pid)
+        if not process.alive:  # told to QUIT while it set up: it is gone
+            return multiple()
+        mib = 250.0 if reason == "max_memory" else None
+        self.sim.ask_to_recycle(process.pid, reason, mib)
+        return self._feed(f"ready and asking {process.pid}",
+                          lambda: self.sim.observe(process.pid))
+
+    @precondition(alive)
+    @rule(target=children, pid=children, mib=st.sampled_from([50.0, 150.0, 250.0, 300.0]))
+    def sample_memory(self, pid: int, mib: float) -> object:
+        """The master samples a worker's unique memory."""
+        try:
+            self.sim.process(pid)
+        except SimError as why:
+            note(f"sample_memory {pid}: {why}")
+            return multiple()
+        if self.sim.process(pid).stray:
+            return multiple()
+        return self._feed(f"sample_memory({pid}, {mib:g})",
+                          lambda: self.sim.sample_memory(pid, mib))
+
+    @precondition(alive)
     @rule(target=children, pid=children, status=st.sampled_from([1, 2, -11, 0]))
     def crash(self, pid: int, status: int) -> object:
         return self._act(f"crash({status})", lambda p: self.sim.crash(p, status), pid, False)
@@ -420,6 +461,10 @@ class PoolMachine(RuleBasedStateMachine):
         if problems:
             note("trace (last 30 steps):\n" + self.sim.format_trace(last=30))
         assert not problems, "; ".join(problems)
+
+    @invariant()
+    def inv_10_no_capacity_dip(self) -> None:
+        self._clean(10)
 
     @invariant()
     def inv_11_failures_are_counted_once(self) -> None:

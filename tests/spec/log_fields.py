@@ -57,6 +57,8 @@ WORDS = {
     "killed": r"^worker group=.* did not stop in time; KILL$",
     "exited": r"^worker group=\S+ slot=\d+ pid=\d+ (retired|exited|crashed|killed|setup failed"
               r"|timed out) ",
+    "recycling": r"^worker group=.*: recycling \(it works on until its replacement is ready\)$",
+    "memory_runaway": r"^worker group=.* still growing inside one perform: QUIT",
     "scaled": r"^group .*: \d+ -> \d+ workers$",
     "rescaled": r"^pool .*: \d+ -> \d+ workers \(",
     "backoff": r"^pool .* next start in \S+s \(slot .* failed \d+ times in a row\)$",
@@ -120,6 +122,9 @@ def _per_event(event: str, values: dict[str, object], message: str) -> list[str]
                            and (values["perform"] is None
                                 or values["perform"] == values["performs"] + 1)),
         "perform_failed": lambda: f"({values['failures']} in all)" in message,
+        "recycling": lambda: (values["reason"] in ("max_performs", "max_memory")
+                              and f"{values['reason']} " in message),
+        "memory_runaway": lambda: f"over max_memory {values['limit_mib']} MiB" in message,
         "fork_failed": lambda: (isinstance(values["error"], str)
                                 and message.endswith(f"fork failed: {values['error']}")),
         "reloaded": lambda: f"config file {values['config_file']} reloaded" in message,

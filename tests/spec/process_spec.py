@@ -24,6 +24,7 @@ from specparse import Row, Scenario, SpecDoc, SpecSyntaxError, Step
 from prefork.child.process_machine import (
     EXIT_PERFORM_RAISED,
     PROCESS_TRIGGERS,
+    AskForReplacement,
     BackOff,
     CountFailure,
     ExitWith,
@@ -48,12 +49,13 @@ NONE_MARKS = ("", "—", "-", "none")
 EFFECT_TYPES: dict[str, type[ProcessEffect]] = {
     cls.__name__: cls
     for cls in (MarkIdle, NotifyMaster, ReopenLogFiles, SetStopping, StartDeadline, LogLine,
-                LogFailure, CountFailure, BackOff, ExitWith)
+                LogFailure, CountFailure, BackOff, ExitWith, AskForReplacement)
 }
 # the effects column: a name, with the fields that depend neither on the worker's label
 # nor on the run of failures
 COLUMN_ITEM = re.compile(
     r"^(MarkIdle|NotifyMaster|ReopenLogFiles|SetStopping|StartDeadline|LogFailure|"
+    r"AskForReplacement|"
     r"CountFailure|BackOff|LogLine\((debug|info|warning|error)\)|ExitWith\(\d+\))$"
 )
 CALL = re.compile(r"^(\w+)\s*(?:\((.*)\))?$")
@@ -61,6 +63,7 @@ CALL = re.compile(r"^(\w+)\s*(?:\((.*)\))?$")
 CANONICAL_ARGS: dict[str, tuple[Any, ...]] = {
     "setup_failed": ("setup",),
     "perform_child_failed": (4242, 1),
+    "recycle_due": ("max_performs", "did 10 performs (max_performs 10)"),
 }
 # the guards that read the event's fields, not the model: the arguments that make them true
 ARGS_WHEN: dict[str, tuple[str, tuple[Any, ...]]] = {

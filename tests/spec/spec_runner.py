@@ -35,6 +35,7 @@ from prefork.core import (
     Forked,
     ForkFailed,
     Log,
+    MemorySampled,
     Observed,
     PoolConfig,
     ReadConfig,
@@ -58,7 +59,7 @@ PID_BASE = 100
 FORK_ERROR = "EAGAIN"
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
-    for cls in (Boot, Signal, Forked, ForkFailed, ChildExited, Observed, Tick,
+    for cls in (Boot, Signal, Forked, ForkFailed, ChildExited, Observed, MemorySampled, Tick,
                 StartWorker, StopWorker, StopAll, Scale, Reload, ConfigLoaded, ConfigRejected,
                 Status)
 }

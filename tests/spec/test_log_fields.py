@@ -45,7 +45,7 @@ def test_every_event_of_the_core_is_written_in_some_scenario() -> None:
         (("event", "scaled"), ("pool", "default"), ("from", 3), ("to", 1))),
     Log("error", f"worker {LABEL} crashed (exit status 1)",
         (("event", "exited"), *WORKER, ("outcome", "crashed"), ("status", 1),
-         ("performs", 4), ("perform", 4))),
+         ("performs", 4), ("perform", 4), ("reason", None))),
     Log("info", "master draining -> stopped (workers_gone)",
         (("event", "stopped"), ("exit_code", "0"))),
 ], ids=["none", "no-event", "unknown", "missing", "other-worker", "reason", "master",
@@ -57,5 +57,5 @@ def test_a_line_with_its_fields_gone_wrong_is_caught(line: Log) -> None:
 def test_a_good_line_passes() -> None:
     line = Log("error", f"worker {LABEL} crashed (exit status 1)",
                (("event", "exited"), *WORKER, ("outcome", "crashed"), ("status", 1),
-                ("performs", 4), ("perform", 5)))
+                ("performs", 4), ("perform", 5), ("reason", None)))
     assert log_fields.problems(line) == []

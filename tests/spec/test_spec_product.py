@@ -54,6 +54,7 @@ from prefork.core import (
     Worker,
     WorkerState,
 )
+from prefork.core.recycling import MemorySample
 from prefork.core.settings import DEFAULT_GROUP
 
 SETUP_TIMEOUT = 5.0
@@ -70,6 +71,7 @@ FORWARDED = Sig.USR2
 DECISIONS = ("all_workers_reaped", "old_generation_reaped", "restart_intensity_exceeded",
              "spawn_unanswered")
 MAX_PERFORMS = 2
+MAX_MEMORY = 200  # MiB
 CONFIG_FILE = "pool.toml"
 
 
@@ -98,7 +100,7 @@ def worker_fixture(state: WorkerState, told_to_quit: bool, *, set_up: bool = Tru
     """
     adapter = Adapter(PoolConfig.of(workers=1, setup_timeout=SETUP_TIMEOUT,
                                     timeout=PERFORM_TIMEOUT, graceful_timeout=GRACEFUL_TIMEOUT,
-                                    max_performs=MAX_PERFORMS))
+                                    max_performs=MAX_PERFORMS, max_memory=MAX_MEMORY))
     adapter.feed(Boot())
     worker = adapter.worker(1)
     pid = adapter.pid_of(1)
@@ -108,10 +110,11 @@ def worker_fixture(state: WorkerState, told_to_quit: bool, *, set_up: bool = Tru
         adapter.feed(Tick(SETUP_TIMEOUT))
         return Fixture(adapter, worker)
     reading = WorkerState.PERFORMING if state is WorkerState.PERFORMING else WorkerState.IDLE
-    if state is WorkerState.STOPPING:
+    if state in (WorkerState.STOPPING, WorkerState.RETIRING):
         reading = WorkerState.PERFORMING
+    recycle = "max_performs" if state is WorkerState.RETIRING else None
     if set_up:
-        adapter.feed(Observed(pid, reading, heartbeat_at=0.0))
+        adapter.feed(Observed(pid, reading, heartbeat_at=0.0, recycle=recycle))
     if told_to_quit:
         adapter.feed(Signal(Sig.TTOU))
     if timeout_passed:
@@ -187,7 +190,20 @@ def worker_args(trigger: str, fixture: Fixture, valuation: dict[str, bool]
         "signal_forwarded": (FORWARDED,),
         "performs_failed": (worker.failures + 1,),
         "exited": exit_args(valuation),
+        "recycle_requested": ("max_performs", None),
+        "memory_sampled": memory_args(worker, valuation),
     }.get(trigger, ())
+
+
+def memory_args(worker: Worker, valuation: dict[str, bool]) -> tuple[float]:
+    """A sample that gives the memory guards these values: over the limit or not, and
+    growing (over, larger than the sample before, inside the same perform), for which
+    the sample before is set on the model, as a fixture sets a guard no event can."""
+    if valuation.get("growing_in_a_perform"):
+        worker.memory = MemorySample(MAX_MEMORY + 10, worker.performs, True)
+        worker.busy = True
+    over = valuation.get("over_memory_limit", valuation.get("growing_in_a_perform", False))
+    return (MAX_MEMORY + 50 if over else MAX_MEMORY - 50,)
 
 
 def master_args(trigger: str, fixture: Fixture, valuation: dict[str, bool]
@@ -289,6 +305,8 @@ def reachable(machine: str, state: str, valuation: dict[str, bool]) -> bool:
     told = (valuation.get("told_to_quit") or valuation.get("timed_out")
             or valuation.get("timeout_passed"))
     set_up = valuation.get("set_up")
+    if valuation.get("growing_in_a_perform") and valuation.get("over_memory_limit") is False:
+        return False  # growing is over the limit
     return (stopped or not told) and not (
         valuation.get("exited_cleanly") and valuation.get("killed_by_signal")) and not (
         (set_up is False and state in ("idle", "performing"))

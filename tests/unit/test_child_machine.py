@@ -38,7 +38,8 @@ from prefork.core.errors import CoreError
 
 S = ProcessState
 LABEL = "worker group=mail slot=3 pid=4000"
-ARGS: dict[str, tuple[Any, ...]] = {"setup_failed": ("setup",), "perform_child_failed": (9, 1)}
+ARGS: dict[str, tuple[Any, ...]] = {"setup_failed": ("setup",), "perform_child_failed": (9, 1),
+                                    "recycle_due": ("max_performs", "did 10 performs")}
 
 
 def new_process(forking: bool = False, master_gone: bool = False,

@@ -55,6 +55,9 @@ def test_defaults_build_a_one_worker_simple_pool() -> None:
         ({"workers": -1}, "workers"),
         ({"timeout": 0}, "timeout"),
         ({"max_performs": 0}, "max_performs"),
+        ({"max_performs_jitter": -1}, "max_performs_jitter"),
+        ({"max_memory": 0}, "max_memory"),
+        ({"max_memory": 1.5}, "max_memory"),
         ({"pidfile": "/no/such/dir/x.pid"}, "pidfile"),
         ({"log_file": 7}, "log_file"),
         ({"wrokers": 2}, "wrokers"),
@@ -464,3 +467,29 @@ def test_a_job_can_be_called_with_literal_arguments(ref, expected) -> None:
 def test_a_call_with_more_than_literals_is_refused(ref) -> None:
     with pytest.raises(ConfigError, match=r"must be Python literals|must be MODULE:ATTR"):
         import_job(ref)
+
+
+def test_max_memory_needs_psutil_and_says_how_to_get_it(monkeypatch, tmp_path) -> None:
+    import prefork.options as options
+
+    monkeypatch.setattr(options, "_HAVE_PSUTIL", False)
+    build_settings(perform, max_performs=5, max_performs_jitter=2)  # these need nothing
+    with pytest.raises(ConfigError) as error:
+        build_settings(perform, max_memory=300)
+    assert str(error.value).startswith("max_memory=300: needs psutil")
+    assert "prefork[memory]" in str(error.value)
+    config = tmp_path / "pools.toml"
+    config.write_text('[pool.mail]\njob = "tests:J"\nmax_memory = 64\n')
+    with pytest.raises(ConfigError, match=r"max_memory=64: needs psutil"):
+        build_settings(perform, config_file=str(config))
+
+
+def test_recycling_options_come_from_flags_files_and_keywords(tmp_path) -> None:
+    settings = build_settings(perform, max_performs=100, max_performs_jitter=20,
+                              max_memory=256)
+    group = settings.pool.group("default")
+    assert (group.max_performs, group.max_performs_jitter, group.max_memory) == (100, 20, 256)
+    config = tmp_path / "prefork.toml"
+    config.write_text("max-performs-jitter = 7\nmax_memory = 128\n")
+    group = build_settings(perform, config_file=str(config)).pool.group("default")
+    assert (group.max_performs_jitter, group.max_memory) == (7, 128)

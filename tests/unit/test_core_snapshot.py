@@ -89,3 +89,19 @@ def test_a_pool_view_shows_its_bounds_its_readings_and_its_crash_loop() -> None:
     assert mail == PoolView("mail", 2, 0, 6, True, 0, 2, 0, None)
     assert sms == PoolView("sms", 1, 0, None, False, 0, 0, 0,
                            "pool sms: 2 crashes in 10s, next start in 4s")
+
+
+def test_a_snapshot_counts_recycled_workers_by_reason() -> None:
+    supervisor = _running_pool()
+    supervisor.handle(Observed(101, WorkerState.IDLE, performs=8, recycle="max_memory",
+                               memory_mib=300, at=2.0))
+    supervisor.handle(Forked("mail", 0, 104, at=2.0))
+    supervisor.handle(Observed(104, WorkerState.IDLE, at=3.0))  # ready: 101 is told to QUIT
+    snapshot = supervisor.snapshot()
+    assert [(v.pid, v.state, v.stopping) for v in snapshot.workers if v.slot == 0
+            and v.group == "mail"] == [(101, "stopping", True), (104, "idle", False)]
+    supervisor.handle(ChildExited(101, 0, 9, at=4.0))
+    supervisor.handle(ChildExited(102, 1, at=4.0))
+    (mail, _sms) = supervisor.snapshot().counts
+    assert mail.recycles == (("max_memory", 1),)
+    assert mail.exits == (("retired", 1), ("setup failed", 1))

@@ -265,14 +265,41 @@ def test_a_fork_failure_is_a_crash_that_backs_off() -> None:
     assert core.workers == []
 
 
-def test_max_performs_retires_a_worker_the_master_sees_past_its_limit() -> None:
-    driver = booted(workers=1, max_performs=10)
+def test_max_performs_is_the_worker_s_word_and_its_replacement_comes_first() -> None:
+    """The core does not count a worker out (its limit has a jitter only it knows): a
+    reading at max_performs changes nothing; the worker's ask forks the replacement, and
+    the old one is told to stop only once the new one is ready."""
+    driver = booted(workers=1, max_performs=10, max_performs_jitter=3)
     (pid,) = driver.pids()
     driver.send(Observed(pid, IDLE, performs=9))
-    assert not driver.of(Kill)
     effects = driver.send(Observed(pid, PERFORMING, heartbeat_at=1, performs=10))
+    assert not driver.of(Kill) and Spawn("default", 0) not in effects
+    effects = driver.send(Observed(pid, PERFORMING, heartbeat_at=2, performs=12,
+                                   recycle="max_performs"))
+    assert Spawn("default", 0) in effects and not driver.of(Kill)
+    (successor,) = driver.pids("spawning")
+    assert [w.state.value for w in driver.core.workers] == ["retiring", "spawning"]
+    effects = driver.send(Observed(successor, IDLE))
     assert Kill(pid, Sig.QUIT) in effects
-    assert Spawn("default", 0) in effects
+    assert driver.core.snapshot().pids(stopping=True) == [pid]
+
+
+def test_a_replacement_that_asks_at_once_still_replaces_the_worker_before_it() -> None:
+    """Each new worker of a job over max_memory from the start asks as soon as it is
+    ready: it still replaces the one before it (which is told to stop), so a slot never
+    holds more than two set-up workers and the pool does not pile up retiring ones."""
+    driver = booted(workers=1, max_memory=100)
+    (first,) = driver.pids()
+    driver.send(Observed(first, IDLE, recycle="max_memory", memory_mib=120))
+    pids = [first]
+    for _ in range(5):
+        (newest,) = driver.pids("spawning")
+        effects = driver.send(Observed(newest, IDLE, recycle="max_memory", memory_mib=130))
+        assert Kill(pids[-1], Sig.QUIT) in effects and Spawn("default", 0) in effects
+        pids.append(newest)
+        states = sorted(w.state.value for w in driver.core.workers)
+        assert states.count("retiring") == 1 and states.count("spawning") == 1
+        driver.send(ChildExited(pids[-2], 0, 1))
 
 
 def test_term_after_quit_sends_term_but_never_postpones_the_kill() -> None:

@@ -51,12 +51,16 @@ def test_a_job_can_be_named_by_module_and_attribute() -> None:
 def test_each_group_gets_its_own_runtime_options() -> None:
     settings = build_settings(
         perform, name="mail", pools={"a": prefork.Pool(workers=1, strategy="forking",
-                                                       max_performs=5, timeout=3),
+                                                       max_performs=5, timeout=3,
+                                                       max_performs_jitter=2, max_memory=64),
                                      "b": prefork.Pool(workers=2)},
     )
     a, b = runtime_options(settings, "a"), runtime_options(settings, "b")
-    assert (a.strategy, a.max_performs, a.stamp_performs) == ("forking", 5, True)
-    assert (b.strategy, b.max_performs, b.stamp_performs) == ("simple", None, False)
+    assert (a.strategy, a.recycle_after, a.stamp_performs) == ("forking", 5, True)
+    assert (a.recycle_jitter, a.max_memory) == (2, 64)
+    assert (b.strategy, b.recycle_after, b.stamp_performs) == ("simple", None, False)
+    # a pool recycles: its workers ask for a replacement, they never stop by themselves
+    assert a.max_performs is None and b.max_performs is None
     assert a.name == b.name == "mail"
 
 
@@ -65,13 +69,13 @@ def test_the_workers_options_are_made_once_per_settings(tmp_path) -> None:
     config.write_text("workers = 1\nmax_performs = 5\n")
     live = _LiveSettings(build_settings(perform, config_file=str(config)), logging.getLogger())
     made = live.runtime["default"]
-    assert made.max_performs == 5
+    assert made.recycle_after == 5
     assert live.runtime["default"] is made, "made once, not in every worker"
     config.write_text('workers = 2\nmax_performs = 7\nstrategy = "forking"\n')
     pool = live.read_config(str(config))
     assert pool.workers_of("default") == 2
     fresh = live.runtime["default"]
-    assert (fresh.max_performs, fresh.strategy) == (7, "forking"), "made in the master"
+    assert (fresh.recycle_after, fresh.strategy) == (7, "forking"), "made in the master"
 
 
 def test_a_bad_config_file_changes_nothing(tmp_path) -> None:

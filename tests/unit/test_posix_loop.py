@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from prefork.core.events import ChildExited, Event, Forked, StartWorker, StopAll
+from prefork.core.events import ChildExited, Event, Forked, Observed, StartWorker, StopAll
 from prefork.core.settings import PoolConfig
 from prefork.core.supervisor import Supervisor
 from prefork.core.worker_machine import WorkerState
@@ -187,4 +187,45 @@ def test_each_master_hook_runs_once_per_occasion() -> None:
     loop.feed(StopAll())
     loop.wait_until(lambda: False)
     assert counts == {"before_fork": 2, "when_ready": 1, "on_worker_exit": 2}
+    loop.close()
+
+
+def ask_for_a_replacement_then_wait_for_quit(spec: Handoff) -> int:
+    """A worker that is ready at once and asks to be recycled (max_memory, 99 MiB)."""
+    spec.board_slot.memory[0] = 99.0
+    spec.board_slot.recycle[0] = 2
+    spec.board_slot.state[0] = IDLE
+    os.write(spec.notify_fd, b"!")
+    signal.sigtimedwait({signal.SIGQUIT}, 10)
+    return 0
+
+
+def test_a_slot_that_asks_to_be_recycled_reaches_the_core_and_its_successor_comes_first(
+        ) -> None:
+
+    loop = make_loop(ask_for_a_replacement_then_wait_for_quit, max_memory=64)
+    loop.feed(StartWorker())
+    [first] = loop.workers
+    loop.wait_until(lambda: len(loop.workers) == 2)  # the replacement is forked
+    asked = [e for e in loop.supervisor.seen if isinstance(e, Observed) and e.pid == first]
+    assert (asked[-1].recycle, asked[-1].memory_mib) == ("max_memory", 99.0)
+    loop.wait_until(lambda: first not in loop.workers)  # QUIT once the second is ready
+    seen = loop.supervisor.seen
+    gone = next(i for i, e in enumerate(seen) if isinstance(e, ChildExited) and e.pid == first)
+    assert [e for e in seen[:gone] if isinstance(e, Observed) and e.pid != first
+            and e.state is WorkerState.IDLE], "a successor was ready before the first left"
+    loop.feed(StopAll())  # each successor asks at once too: stop the chain
+    loop.wait_until(lambda: False)
+    assert loop.exit_code == 0
+    loop.close()
+
+
+def test_without_max_memory_the_master_never_wakes_to_sample() -> None:
+    loop = make_loop(ready_then_wait_for_quit)
+    loop.feed(StartWorker())
+    loop.wait_until(lambda: any(isinstance(e, Observed) for e in loop.supervisor.seen))
+    assert loop.memory.next_at is None
+    assert loop._poll_timeout_ms(time.monotonic()) is None, "an idle master sleeps"
+    loop.feed(StopAll())
+    loop.wait_until(lambda: False)
     loop.close()

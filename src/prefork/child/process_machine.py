@@ -10,7 +10,7 @@ from fork to exit (``prefork.child.runtime`` carries out what it asks).
 A worker sets up once (``setting_up``), then alternates between ``idle`` and a *batch*
 of performs: ``performing`` with the simple strategy, ``waiting`` with the forking one
 (the worker then spends the batch in ``waitpid`` on one perform child after another).
-A graceful stop (QUIT, ``max_performs`` reached, the master gone) leads through
+A graceful stop (QUIT, the master gone, or a hard budget of performs spent) leads through
 ``stopping``, where ``teardown()`` runs, to ``exited``; a failed setup, perform or
 teardown leads straight to ``exited`` with status 1, and a quick stop (``shut_down``:
 TERM or INT raised ``prefork.Shutdown`` where the worker stood) with status 0, from
@@ -20,7 +20,8 @@ Why batches and not performs: a trigger costs about 5 µs and, in a forked proce
 copies the pages of every object it touches, while the simple strategy's loop costs
 0.036 µs per perform and the forking one is measured against a bare fork loop. So the
 machine is fired at lifecycle moments only: when a batch starts, and when it ends
-because a signal is pending or the budget of ``max_performs`` is spent. Inside a batch
+because a signal is pending or its budget of performs is spent (a recycling limit, or the
+next check of its memory). Inside a batch
 the loops write the scoreboard, one store per fact, and read one flag; the scoreboard is
 the per-perform record, this machine the per-lifecycle one. The rows fired inside a
 batch are on the failure path only: ``perform_child_failed``, and
@@ -33,6 +34,12 @@ restart intensity, and makes the worker wait the restart policy's back-off
 as a crashing worker's slot would (``BackOff``). A child that raised logged its own
 traceback and says so with its status (``EXIT_PERFORM_RAISED``); the worker logs only
 the ones that died without a word, so each failure is logged once.
+
+Why recycling does not stop the worker: at its ``max_performs`` (with its own jitter) or
+over ``max_memory`` it fires ``recycle_due`` between batches, which writes the reason into
+its slot and wakes the master; the master forks a replacement and tells this worker to stop
+(QUIT) only once that one is ready, so the pool's capacity never dips
+(``prefork.core.recycling``). The worker asks once (the runtime's ``SelfCheck`` says when).
 
 Why requests are triggers and not signals: signal handlers run at any bytecode, so they
 only set flags (``prefork.job.Flags``) and the runtime *attends* to them between
@@ -114,6 +121,15 @@ class NotifyMaster(ProcessEffect):
 
 
 @dataclass(frozen=True)
+class AskForReplacement(ProcessEffect):
+    """Write into the scoreboard slot that the worker asks to be recycled (``reason``:
+    max_performs or max_memory, with its figure of its memory)."""
+
+    reason: str
+    memory_mib: float | None = None
+
+
+@dataclass(frozen=True)
 class ReopenLogFiles(ProcessEffect):
     """Reopen the worker's log files (after logrotate moved them)."""
 
@@ -191,6 +207,7 @@ PROCESS_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "stop_requested", "source": ATTENDING, "dest": S.STOPPING,
      "after": "mark_idle"},
     {"trigger": "limit_reached", "source": S.IDLE, "dest": S.STOPPING, "after": "mark_idle"},
+    {"trigger": "recycle_due", "source": S.IDLE, "dest": None, "after": "ask_for_replacement"},
     # batches of performs
     {"trigger": "batch_started", "source": S.IDLE, "dest": S.PERFORMING,
      "unless": "forks_performs"},
@@ -325,6 +342,15 @@ class WorkerProcess:
 
     def mark_idle(self) -> None:
         self.outbox.append(MarkIdle())
+
+    def ask_for_replacement(self, reason: str, why: str, memory_mib: float | None = None
+                            ) -> None:
+        """Recycling (``max_performs`` or ``max_memory``): the worker does not stop; it
+        asks its master for a replacement, which is a lifecycle moment (the notify pipe),
+        and performs on until the master tells it to stop (QUIT)."""
+        self.outbox += [AskForReplacement(reason, memory_mib), NotifyMaster(),
+                        LogLine("info", f"{self.label} {why}: asking for a replacement, "
+                                        "performing on until it is ready")]
 
     def log_perform_child_failure(self, pid: int, status: int) -> None:
         """``status``: the exit status, or minus the signal that killed the child."""

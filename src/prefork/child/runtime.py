@@ -68,6 +68,7 @@ from prefork.child import deadlines, stack_dumps
 from prefork.child.process_machine import (
     DEFAULT_BACKOFF,
     EXIT_FAILED,
+    AskForReplacement,
     BackOff,
     BackoffSettings,
     CountFailure,
@@ -84,12 +85,13 @@ from prefork.child.process_machine import (
     WorkerProcess,
     new_process_machine,
 )
+from prefork.child.recycling import SelfCheck
 from prefork.child.strategies import forking_loop, simple_loop
 from prefork.interrupts import PerformTimeout, Shutdown
 from prefork.job import BoundJob, Flags, JobSpec, WorkerContext
 from prefork.posix import process, titles
 from prefork.posix.loop import Handoff
-from prefork.posix.scoreboard import IDLE, PERFORMING
+from prefork.posix.scoreboard import IDLE, PERFORMING, RECYCLE_CODES
 from prefork.posix.signal_pipe import drain, nonblocking_pipe
 
 PERFORM_LOOPS = {"simple": simple_loop, "forking": forking_loop}
@@ -102,14 +104,20 @@ class RuntimeOptions:
     ``graceful_timeout`` bounds an orphaned worker's stop (its master's own bound is the
     master's business); ``soft_timeout`` raises ``PerformTimeout`` inside a perform that
     runs that long (None: never); ``graceful_term`` makes TERM a QUIT; the back-off
-    settings space the forks after failed perform children. The defaults are the
-    registry's.
+    settings space the forks after failed perform children. ``max_performs`` is a hard
+    budget (the worker stops by itself when it is spent: bounded runs and tests); a pool's
+    recycling is ``recycle_after``, ``recycle_jitter`` and ``max_memory``, where the worker
+    asks for a replacement and performs on (``prefork.child.recycling``). The defaults
+    are the registry's.
     """
 
     job: JobSpec
     logger: Any
     strategy: str = "simple"
-    max_performs: int | None = None
+    max_performs: int | None = None  # a hard budget: the worker stops by itself after it
+    recycle_after: int | None = None  # the pool's max_performs: ask for a replacement
+    recycle_jitter: int = 0  # max_performs_jitter: each worker adds its own 0..N
+    max_memory: int | None = None  # MiB of USS: ask for a replacement when over
     stamp_performs: bool = False
     name: str = "prefork"
     log_file: str | None = None
@@ -211,6 +219,8 @@ class Runtime:
         self._unwound = False  # Shutdown was raised in this process (once is all)
         self.orphaned = False  # the master is gone: the deadline runs
         self._setup_began = time.monotonic()
+        self.recycling = SelfCheck(options.recycle_after, options.recycle_jitter,
+                                   options.max_memory)
 
     # the life of a worker ----------------------------------------------------------------
 
@@ -301,6 +311,9 @@ class Runtime:
             match effect:
                 case MarkIdle():
                     self.slot.state[0] = IDLE
+                case AskForReplacement(reason, memory_mib):
+                    self.slot.memory[0] = memory_mib or 0.0
+                    self.slot.recycle[0] = RECYCLE_CODES[reason]
                 case NotifyMaster():
                     self._notify_master()
                 case ReopenLogFiles():
@@ -338,8 +351,19 @@ class Runtime:
         if limit is not None and done >= limit:
             self.fire("limit_reached")
             return False
+        due = self.recycling.due(done)
+        if due is not None:
+            self.fire("recycle_due", *due)
         self.fire("batch_started")
         return True
+
+    def batch_budget(self, done: int) -> int | None:
+        """How many performs the next batch may run (``None``: no bound): up to the hard
+        ``max_performs``, or to the next recycling check."""
+        budgets = [self.recycling.budget(done)]
+        if self.options.max_performs is not None:
+            budgets.append(self.options.max_performs - done)
+        return min((b for b in budgets if b is not None), default=None)
 
     def end_batch(self) -> None:
         """A batch ended: a signal is pending, or the budget of performs is spent."""

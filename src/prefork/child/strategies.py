@@ -3,7 +3,8 @@
 Both run in *batches*, which is what the worker process's machine sees of them:
 ``runtime.start_batch(done)`` attends to whatever the signals asked, and says whether a
 batch may start (it fires ``batch_started``, or ``stop_requested``/``limit_reached``);
-the batch runs until a signal is pending or the ``max_performs`` budget is spent; then
+the batch runs until a signal is pending or its budget is spent (``runtime.batch_budget``:
+where a recycling check is due, or a hard ``max_performs``); then
 ``runtime.end_batch()`` fires ``batch_ended``. With no signal, a worker's whole life is
 one batch. Inside a batch nothing but the scoreboard hears of a perform: no trigger is
 fired per perform (one costs ~5 µs; the simple loop's whole overhead is 0.036 µs).
@@ -84,6 +85,7 @@ class Runtime(Protocol):
     child_pidfd: int | None
 
     def start_batch(self, done: int) -> bool: ...
+    def batch_budget(self, done: int) -> int | None: ...
     def end_batch(self) -> None: ...
     def perform_raised(self) -> None: ...
     def perform_child_failed(self, pid: int, status: int) -> None: ...
@@ -111,15 +113,15 @@ def simple_loop(runtime: Runtime, perform: Perform) -> None:
     count = runtime.slot.performs
     heartbeat = runtime.slot.heartbeat
     clock = time.monotonic
-    limit = runtime.options.max_performs
     stamp = runtime.options.stamp_performs
     soft = runtime.options.soft_timeout
     measure = runtime.options.measure_performs
     no_work = NO_WORK
     done = 0
     while runtime.start_batch(done):
-        budget = itertools.repeat(None) if limit is None else itertools.repeat(
-            None, limit - done)
+        allowed = runtime.batch_budget(done)
+        budget = itertools.repeat(None) if allowed is None else itertools.repeat(
+            None, allowed)
         state[0] = PERFORMING
         if soft is not None:
             done = _soft_timed_batch(runtime, perform, budget, done, soft)
@@ -324,7 +326,6 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
     heartbeat = runtime.slot.heartbeat
     clock = time.monotonic
     fork = os.fork
-    limit = runtime.options.max_performs
     stamp = runtime.options.stamp_performs
     measure = runtime.options.measure_performs
     buckets, seconds = runtime.slot.buckets, runtime.slot.seconds
@@ -357,7 +358,9 @@ def forking_loop(runtime: Runtime, perform: Perform) -> None:
     gc.freeze()
     try:
         while runtime.start_batch(done):
-            while limit is None or done < limit:
+            allowed = runtime.batch_budget(done)
+            end = None if allowed is None else done + allowed
+            while end is None or done < end:
                 if take is not None and take() is no_work:
                     # nothing to take: no child, not counted, and the slot says idle
                     state[0] = IDLE

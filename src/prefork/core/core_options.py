@@ -214,7 +214,14 @@ CORE_OPTIONS: tuple[Option, ...] = (
            "spare-worker scaling: the master reads the workers this often, and grows at "
            "most once per interval (1, 2, 4... workers, up to 32)"),
     Option("max_performs", Count(1, optional=True), None,
-           "a worker retires after this many performs, and is replaced"),
+           "a worker is recycled after this many performs: its replacement is forked and "
+           "ready before it is told to stop"),
+    Option("max_performs_jitter", Count(0), 0,
+           "each worker adds a random 0..N to max_performs, drawn on its own, so that a "
+           "pool never recycles all at once"),
+    Option("max_memory", Count(1, optional=True), None,
+           "a worker whose unique memory (USS, in MiB) grows past this is recycled; one "
+           "still growing inside a perform is stopped (QUIT, then KILL)"),
     Option("restart_backoff", Seconds(positive=True), 0.1,
            "delay before a slot that crashed twice in a row is refilled; doubles per crash"),
     Option("restart_backoff_max", Seconds(), 30.0,

@@ -93,7 +93,9 @@ class Observed(Event):
     when its current perform began or it last called ``heartbeat()``; ``performs`` counts
     the performs it finished; ``failures`` counts the performs that failed without ending
     the worker (a forked perform's child that raised or died), which only the worker
-    knows of: the core counts each one once, from the rise of this number.
+    knows of: the core counts each one once, from the rise of this number. ``recycle``
+    says the worker asks to be replaced (``max_performs`` or ``max_memory``), with
+    ``memory_mib``, its own figure of its unique memory when it measured one.
     """
 
     pid: int
@@ -101,6 +103,19 @@ class Observed(Event):
     heartbeat_at: float = 0.0
     performs: int = 0
     failures: int = 0
+    recycle: str | None = None
+    memory_mib: float | None = None
+
+
+@dataclass(frozen=True)
+class MemorySampled(Event):
+    """The master sampled worker ``pid``'s unique memory (USS): ``mib`` MiB.
+
+    The adapter samples only when the worker's group has ``max_memory``, at a low rate.
+    """
+
+    pid: int
+    mib: float
 
 
 @dataclass(frozen=True)
@@ -169,6 +184,6 @@ class Status(Event):
 
 __all__ = [
     "Boot", "ChildExited", "ConfigLoaded", "ConfigRejected", "Event", "ForkFailed", "Forked",
-    "Observed", "Reload", "Scale", "Signal", "StartWorker", "Status", "StopAll", "StopWorker",
-    "Tick",
+    "MemorySampled", "Observed", "Reload", "Scale", "Signal", "StartWorker", "Status",
+    "StopAll", "StopWorker", "Tick",
 ]

@@ -32,6 +32,7 @@ class Outcome(StrEnum):
     """How a worker ended (or what it reported): the class word its log line carries."""
 
     RETIRED = "retired"  # status 0 at max_performs, or any end after being told to stop
+    # (a recycled worker's line and fields name why: max_performs or max_memory)
     EXITED = "exited"  # status 0 on its own once ready: a retirement too
     CRASHED = "crashed"  # a non-zero status while ready
     KILLED = "killed"  # a signal the master did not send, while ready
@@ -96,7 +97,8 @@ ENDS: dict[str, Ending] = {
     "end_crashed": Ending(Outcome.CRASHED, "error",
                           lambda w, status, count: f"({describe_status(status)})"),
     "end_stopped": Ending(Outcome.RETIRED, "info", lambda w, status, count:
-                          f"as asked ({w.stop_signal}; {describe_status(status)})"),
+                          (f"(recycled: {w.recycled_for}) " if w.recycled_for else "")
+                          + f"as asked ({w.stop_signal}; {describe_status(status)})"),
     "end_after_timeout": Ending(None, "warning", lambda w, status, count:
                                 f"and is gone ({describe_status(status)})"),
 }
@@ -113,7 +115,8 @@ def end(worker: Worker, ending: Ending, status: int, performs: int | None = None
     running = worker.performs + 1 if worker.busy else None  # the perform it was in, if any
     worker.context.emit(Log(ending.level, f"worker {worker.label} {worker.outcome} {words}",
                             worker.fields("exited", outcome=str(worker.outcome), status=status,
-                                          performs=worker.performs, perform=running)))
+                                          performs=worker.performs, perform=running,
+                                          reason=worker.recycled_for)))
     # the hook's context: pid and status first (what the hook was handed before)
     worker.context.emit(RunHook("on_worker_exit", (worker.forked_pid(), status, worker.group,
                                                    worker.slot, worker.outcome, running)))

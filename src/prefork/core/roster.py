@@ -26,12 +26,14 @@ from transitions import Machine, MachineError
 from prefork.core.context import MachineContext
 from prefork.core.effects import Log, RunHook, Spawn
 from prefork.core.errors import CoreError
+from prefork.core.recycling import replaced
 from prefork.core.schedules import Deadlines, Vacancies
 from prefork.core.settings import GroupConfig, PoolConfig
 from prefork.core.worker_machine import (
     ACTIVE,
     READY,
     WORKER_TRANSITIONS,
+    WORKING,
     Worker,
     WorkerState,
 )
@@ -71,6 +73,8 @@ class Roster:
         self.vacancies = Vacancies(refill_time)  # slot below target -> refill time
         self.deadlines = Deadlines()
         self._maybe_surplus: dict[Worker, None] = {}  # workers a retirement check is due for
+        self._retiring: dict[Worker, None] = {}  # recycled workers waiting for a successor
+        self._working: dict[Slot, dict[Worker, None]] = {}  # slot -> set up, not stopping
         self.old_workers = 0  # workers of an older generation than the current one
         # (group, idle or performing) -> how many of its live workers were last read so
         self._sampled: dict[tuple[str, WorkerState], int] = {}
@@ -158,7 +162,8 @@ class Roster:
         after = worker.state
         if before is WorkerState.SPAWNING and after in READY:
             event = "ready"
-        elif trigger == "stop_requested" and worker.generation < self.generation:
+        elif trigger == "stop_requested" and (worker.generation < self.generation
+                                              or before is WorkerState.RETIRING):
             event = "replaced"
         else:
             event = "transition"
@@ -188,8 +193,16 @@ class Roster:
         if worker.deadline is not None and (worker.deadline != deadline
                                             or worker.deadline <= self.context.now):
             self.deadlines.push(worker, self._workers, len(self._workers))
-        if worker.is_active and worker.worn_out:
-            self._maybe_surplus[worker] = None
+        if worker.state is WorkerState.RETIRING:
+            self._retiring[worker] = None
+        else:
+            self._retiring.pop(worker, None)
+        if worker.state in WORKING:
+            self._working.setdefault(key, {})[worker] = None
+        elif worker in self._working.get(key, ()):
+            del self._working[key][worker]
+            if not self._working[key]:
+                del self._working[key]
         if worker.state is WorkerState.DEAD:
             self._bury(worker, key)
 
@@ -249,19 +262,29 @@ class Roster:
 
     def next_surplus(self, paused: bool) -> Worker | None:
         """The first live worker (in spawn order) to retire: beyond its group's target,
-        worn out by ``max_performs``, or any worker at all while ``paused``."""
+        or any worker at all while ``paused``."""
         if paused:
             candidates = list(self._active.values())
         else:  # only a reading, a count or a smaller target makes a worker surplus
             candidates = list(self._maybe_surplus)
             self._maybe_surplus.clear()
         surplus = [w for w in candidates if w.is_active and (
-            paused or w.slot >= self.targets[w.group] or w.worn_out)]
+            paused or w.slot >= self.targets[w.group])]
         if not surplus:
             return None
         first, *others = sorted(surplus, key=lambda worker: worker.serial)
         self._maybe_surplus.update(dict.fromkeys(others))
         return first
+
+    def next_replaced(self) -> Worker | None:
+        """The first retiring worker (in the order they began to retire) that a newer
+        worker of its slot works beside, or whose slot is gone (``recycling.replaced``):
+        it may now be told to stop."""
+        for worker in self._retiring:
+            key = (worker.group, worker.slot)
+            if replaced(worker, self._working.get(key, ()), self.targets.get(worker.group, 0)):
+                return worker
+        return None
 
     # the check ----------------------------------------------------------------------
 
@@ -291,6 +314,15 @@ class Roster:
         sampled = Counter((w.group, w.state) for w in workers if w.state in _SAMPLED)
         if +sampled != +Counter(self._sampled):
             errors.append(f"idle and busy workers counted {self._sampled}, found {sampled}")
+        retiring = [w for w in workers if w.state is WorkerState.RETIRING]
+        if set(retiring) != set(self._retiring):
+            errors.append("the retiring index is not the retiring workers")
+        working: dict[Slot, set[Worker]] = {}
+        for w in workers:
+            if w.state in WORKING:
+                working.setdefault((w.group, w.slot), set()).add(w)
+        if working != {key: set(ws) for key, ws in self._working.items()}:
+            errors.append("the working index is not the set-up workers not told to stop")
         if self._machine.models != workers:
             errors.append("the machine's models are not the roster's workers")
         if not set(self._maybe_surplus) <= set(workers):

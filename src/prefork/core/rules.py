@@ -5,7 +5,8 @@ be seen from all of it. After every event the supervisor ``settle``s: it fires t
 master's four reviews (``REVIEWS``: stop when the last worker is reaped, finish a
 reload when the last old worker is, give up on a crash loop, move the targets of the
 pools that scale by their spare workers; rows whose guards or rule decide),
-then retires one surplus worker or fills the missing slots, and starts again until no
+then retires one surplus worker, stops one recycled worker whose successor is ready, or
+fills the missing slots, and starts again until no
 rule has anything left to do. The rules read the master model (its state, config and
 parts) and act through ``fire``, the supervisor's one place where triggers are fired.
 """
@@ -39,7 +40,8 @@ def _apply_one_rule(master: Master, fire: Fire) -> bool:
         fire(master, review)
         if master.state is not before:
             return True
-    return retire_one_surplus(master, fire) or fill_missing_slots(master)
+    return (retire_one_surplus(master, fire) or stop_one_replaced(master, fire)
+            or fill_missing_slots(master))
 
 
 def retire_one_surplus(master: Master, fire: Fire) -> bool:
@@ -48,6 +50,18 @@ def retire_one_surplus(master: Master, fire: Fire) -> bool:
     if master.state not in UP:
         return False
     worker = master.roster.next_surplus(paused=master.state is MasterState.PAUSED)
+    if worker is None:
+        return False
+    fire(worker, "stop_requested")
+    return True
+
+
+def stop_one_replaced(master: Master, fire: Fire) -> bool:
+    """Up: the first recycled worker whose successor is ready (or whose slot is gone) is
+    told to stop gracefully (``prefork.core.recycling``). Whether there was one."""
+    if master.state not in UP:
+        return False
+    worker = master.roster.next_replaced()
     if worker is None:
         return False
     fire(worker, "stop_requested")

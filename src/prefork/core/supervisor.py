@@ -240,6 +240,7 @@ class Supervisor(WorkerEvents):
         ev.ForkFailed: WorkerEvents.on_fork_failed,
         ev.ChildExited: WorkerEvents.on_child_exited,
         ev.Observed: WorkerEvents.on_observed,
+        ev.MemorySampled: WorkerEvents.on_memory_sampled,
         ev.Tick: WorkerEvents.on_tick,
     }
 

@@ -21,7 +21,7 @@ from prefork.core.outcomes import Outcome
 
 # what ended a worker the master had not asked to stop, but that is no failure: a reason
 # for the recycles counter (the recycling policy adds its own reasons here)
-RECYCLE_REASONS = ("max_performs",)
+RECYCLE_REASONS = ("max_performs", "max_memory")
 
 
 @dataclass(frozen=True)
@@ -107,10 +107,13 @@ class Tally:
 
 
 def recycle_reason(worker: Any) -> str | None:
-    """Why a retired worker recycled itself (``None``: it was not recycled): it reached
-    ``max_performs``, unasked or asked by the master on seeing the count."""
+    """Why a retired worker was recycled (``None``: it was not): the reason it was
+    recycled for (``max_performs``, ``max_memory``: ``prefork.core.recycling``), or, for
+    one that exited by itself, its count at ``max_performs``."""
     if worker.outcome is not Outcome.RETIRED:
         return None
+    if worker.recycled_for is not None:
+        return str(worker.recycled_for)
     limit = worker.settings.max_performs
     if limit is not None and worker.performs >= limit:
         return "max_performs"

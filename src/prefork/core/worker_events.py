@@ -77,6 +77,8 @@ class WorkerEvents:
             raise CoreError(f"master machine: {event!r} names no live worker")
         trigger = f"reported_{WorkerState(event.state).value}"
         self.fire(worker, trigger, event.heartbeat_at, event.performs)
+        if event.recycle is not None:  # its slot asks until it is gone: repeats are rows
+            self.fire(worker, "recycle_requested", event.recycle, event.memory_mib)
         rise = event.failures - worker.failures
         if rise > 0:  # counted once: the worker keeps the highest count seen
             self.fire(worker, "performs_failed", event.failures)
@@ -88,6 +90,12 @@ class WorkerEvents:
         # slot's latest failures, and must not wipe the back-off they earned.
         if worker.performs > 0 and worker.is_active:
             self.restarts.worked(worker.group, worker.slot)
+
+    def on_memory_sampled(self, event: ev.MemorySampled) -> None:
+        worker = self.roster.by_pid(event.pid)
+        if worker is None:
+            raise CoreError(f"master machine: {event!r} names no live worker")
+        self.fire(worker, "memory_sampled", event.mib)
 
     def on_tick(self, event: ev.Tick) -> None:
         if self.state is MasterState.STOPPED:  # the adapter exits on Exit: time stops here

@@ -51,6 +51,7 @@ from typing import Any
 from prefork.core.context import MachineContext
 from prefork.core.effects import Log
 from prefork.core.outcomes import ABORTS, ENDS, EXIT_GUARDS, Outcome, abort, end
+from prefork.core.recycling import MemorySample, Recycling
 from prefork.core.settings import GroupConfig
 from prefork.core.signals import Sig
 from prefork.core.worker_signals import SignalsSent
@@ -62,6 +63,7 @@ class WorkerState(StrEnum):
     SPAWNING = "spawning"
     IDLE = "idle"
     PERFORMING = "performing"
+    RETIRING = "retiring"
     STOPPING = "stopping"
     DEAD = "dead"
 
@@ -69,7 +71,9 @@ class WorkerState(StrEnum):
 S = WorkerState
 ACTIVE = [S.SPAWNING, S.IDLE, S.PERFORMING]
 READY = [S.IDLE, S.PERFORMING]
-UNREAPED = [*ACTIVE, S.STOPPING]
+WORKING = [*READY, S.RETIRING]  # ready, or retiring: it performs, so it is capacity
+LIVE = [*ACTIVE, S.RETIRING]  # not told to stop, not dead
+UNREAPED = [*LIVE, S.STOPPING]
 
 # Rows grouped by trigger then source, as specs/worker.md lists them.
 WORKER_TRANSITIONS: list[dict[str, Any]] = [
@@ -79,7 +83,8 @@ WORKER_TRANSITIONS: list[dict[str, Any]] = [
     # scoreboard readings
     {"trigger": "reported_spawning", "source": [S.SPAWNING, S.STOPPING], "dest": None},
     {"trigger": "reported_idle", "source": S.SPAWNING, "dest": S.IDLE, "after": "record_idle"},
-    {"trigger": "reported_idle", "source": S.IDLE, "dest": None, "after": "record_idle"},
+    {"trigger": "reported_idle", "source": [S.IDLE, S.RETIRING], "dest": None,
+     "after": "record_idle"},
     {"trigger": "reported_idle", "source": S.PERFORMING, "dest": S.IDLE, "after": "record_idle"},
     {"trigger": "reported_idle", "source": S.STOPPING, "dest": None, "after": "record_idle"},
     # two rows: from spawning the worker is ready (logged at info), from idle it is a
@@ -88,16 +93,30 @@ WORKER_TRANSITIONS: list[dict[str, Any]] = [
      "after": "record_perform"},
     {"trigger": "reported_performing", "source": S.IDLE, "dest": S.PERFORMING,
      "after": "record_perform"},
-    {"trigger": "reported_performing", "source": S.PERFORMING, "dest": None,
+    {"trigger": "reported_performing", "source": [S.PERFORMING, S.RETIRING], "dest": None,
      "after": "record_perform"},
     {"trigger": "reported_performing", "source": S.STOPPING, "dest": None,
      "after": "record_perform"},
     {"trigger": "performs_failed", "source": UNREAPED, "dest": None,
      "after": "record_failures"},
+    # recycling (prefork.core.recycling): the worker asks to be replaced, or the master's
+    # sample of its memory says so; it works on until its replacement is ready
+    {"trigger": "recycle_requested", "source": READY, "dest": S.RETIRING,
+     "after": "note_recycling"},
+    {"trigger": "recycle_requested", "source": [S.RETIRING, S.STOPPING], "dest": None},
+    {"trigger": "memory_sampled", "source": READY, "dest": S.RETIRING,
+     "conditions": "over_memory_limit", "after": ["note_memory_recycling", "record_memory"]},
+    {"trigger": "memory_sampled", "source": READY, "dest": None,
+     "unless": "over_memory_limit", "after": "record_memory"},
+    {"trigger": "memory_sampled", "source": S.RETIRING, "dest": S.STOPPING,
+     "conditions": "growing_in_a_perform", "after": ["record_memory", "quit_growing"]},
+    {"trigger": "memory_sampled", "source": S.RETIRING, "dest": None,
+     "unless": "growing_in_a_perform", "after": "record_memory"},
+    {"trigger": "memory_sampled", "source": [S.SPAWNING, S.STOPPING], "dest": None},
     # the master's decisions
-    {"trigger": "stop_requested", "source": ACTIVE, "dest": S.STOPPING, "after": "send_quit"},
+    {"trigger": "stop_requested", "source": LIVE, "dest": S.STOPPING, "after": "send_quit"},
     {"trigger": "stop_requested", "source": S.STOPPING, "dest": None},
-    {"trigger": "terminate_requested", "source": ACTIVE, "dest": S.STOPPING, "after": "send_term"},
+    {"trigger": "terminate_requested", "source": LIVE, "dest": S.STOPPING, "after": "send_term"},
     {"trigger": "terminate_requested", "source": S.STOPPING, "dest": None,
      "conditions": "told_to_quit", "after": "overtake_with_term"},
     {"trigger": "terminate_requested", "source": S.STOPPING, "dest": None,
@@ -106,7 +125,7 @@ WORKER_TRANSITIONS: list[dict[str, Any]] = [
     # time: a passed setup or perform deadline is the worker's verdict
     {"trigger": "deadline_passed", "source": S.SPAWNING, "dest": S.STOPPING,
      "after": "abort_setup"},
-    {"trigger": "deadline_passed", "source": S.PERFORMING, "dest": S.STOPPING,
+    {"trigger": "deadline_passed", "source": [S.PERFORMING, S.RETIRING], "dest": S.STOPPING,
      "after": "abort_perform"},
     {"trigger": "deadline_passed", "source": S.STOPPING, "dest": None,
      "conditions": "timeout_passed", "unless": "set_up", "after": "abort_setup"},
@@ -115,15 +134,15 @@ WORKER_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "deadline_passed", "source": S.STOPPING, "dest": None,
      "unless": "timeout_passed", "after": "send_kill"},
     # the adapter reaped the pid: the guards say how the worker ended
-    {"trigger": "exited", "source": ACTIVE, "dest": S.DEAD,
+    {"trigger": "exited", "source": LIVE, "dest": S.DEAD,
      "conditions": ["exited_cleanly", "reached_max_performs"], "after": "end_retired"},
-    {"trigger": "exited", "source": ACTIVE, "dest": S.DEAD, "conditions": "exited_cleanly",
+    {"trigger": "exited", "source": LIVE, "dest": S.DEAD, "conditions": "exited_cleanly",
      "unless": "reached_max_performs", "after": "end_exited"},
     {"trigger": "exited", "source": S.SPAWNING, "dest": S.DEAD, "unless": "exited_cleanly",
      "after": "end_in_setup"},
-    {"trigger": "exited", "source": READY, "dest": S.DEAD, "conditions": "killed_by_signal",
+    {"trigger": "exited", "source": WORKING, "dest": S.DEAD, "conditions": "killed_by_signal",
      "unless": "exited_cleanly", "after": "end_killed"},
-    {"trigger": "exited", "source": READY, "dest": S.DEAD,
+    {"trigger": "exited", "source": WORKING, "dest": S.DEAD,
      "unless": ["exited_cleanly", "killed_by_signal"], "after": "end_crashed"},
     {"trigger": "exited", "source": S.STOPPING, "dest": S.DEAD, "unless": "timed_out",
      "after": "end_stopped"},
@@ -136,7 +155,7 @@ WORKER_TRIGGERS: tuple[str, ...] = tuple(
 )
 
 
-class Worker(SignalsSent):
+class Worker(SignalsSent, Recycling):
     """One worker process, as the master knows it: a model of the shared worker machine.
 
     Fields are data the tables' guards and the supervisor's rules read: ``pid`` (``None``
@@ -176,6 +195,8 @@ class Worker(SignalsSent):
         self.interrupted = False
         self.serial = 0
         self.outcome: Outcome | None = None
+        self.recycled_for: str | None = None  # why it is being recycled, if it is
+        self.memory: MemorySample | None = None  # the master's latest sample of it
 
     def __repr__(self) -> str:
         return f"<Worker {self.label} {self.state}>"
@@ -210,12 +231,6 @@ class Worker(SignalsSent):
         """The one time that matters next: the earlier of its timeout and its stop's."""
         times = [when for when in (self.timeout_at, self.kill_at) if when is not None]
         return min(times, default=None)
-
-    @property
-    def worn_out(self) -> bool:
-        """It has done ``max_performs`` performs: time to retire it."""
-        limit = self.settings.max_performs
-        return limit is not None and self.performs >= limit
 
     def time_up(self, now: float) -> float | None:
         """How long it has been ready (``None``: it never finished its setup)."""

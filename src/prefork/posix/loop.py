@@ -16,7 +16,8 @@ hands it to the core as events, in this order:
    These go first so that the core knows a pid is gone before any
    other event of the turn could make it signal that pid;
 2. each delivered signal, one ``Signal`` per delivery;
-3. what changed on the scoreboard (``Observed``);
+3. what changed on the scoreboard (``Observed``), and, for pools with ``max_memory``,
+   the workers' memory every few seconds (``MemorySampled``, ``posix.memory``);
 4. ``Tick(now)`` if the core's wake-up time has come.
 
 For each event the core returns effects, which the loop carries out in order. A
@@ -112,6 +113,7 @@ from prefork.core.worker_machine import WorkerState
 from prefork.posix import process
 from prefork.posix.children import Children
 from prefork.posix.control import MasterView
+from prefork.posix.memory import MemorySampler
 from prefork.posix.scoreboard import FRESH_READING, Durations, Reading, Scoreboard, Slot
 from prefork.posix.serving import Endpoints
 from prefork.posix.signal_pipe import (
@@ -219,6 +221,7 @@ class PosixLoop:
         self.exit_code: int | None = None
         self.booted = False
         self._next_scan: float | None = None
+        self.memory = MemorySampler()  # samples for max_memory (none without it)
         self._pending: deque[Event] = deque()
         self._reaped: set[int] = set()  # reaped this turn, the core not told yet
         # this event's forks, their answers not made yet: (pid, spawn, index, at) each,
@@ -340,6 +343,8 @@ class PosixLoop:
             if observed is not None:
                 events.append(observed)
         self._next_scan = now + self.scan_every if self.scan_every and self.workers else None
+        events += self.memory.collect(((w.pid, w.group) for w in self.workers.values()),
+                                      self.supervisor.config, now)
         if self.wake_at is not None and now >= self.wake_at:
             events.append(Tick(now))
         return events
@@ -370,10 +375,12 @@ class PosixLoop:
             return None
         worker.last = reading
         return Observed(worker.pid, state, reading.heartbeat_at, reading.performs,
-                        reading.failures, at=now)
+                        reading.failures, reading.recycle_reason, reading.memory_mib or None,
+                        at=now)
 
     def _poll_timeout_ms(self, now: float) -> int | None:
-        times = [t for t in (self.wake_at, self._next_scan) if t is not None]
+        times = [t for t in (self.wake_at, self._next_scan, self.memory.next_at)
+                 if t is not None]
         if self.service is not None and self.service.wake_at is not None:
             times.append(self.service.wake_at)
         if self.endpoints is not None and self.endpoints.wake_at is not None:
@@ -482,8 +489,8 @@ class PosixLoop:
 
     def _kill(self, effect: Kill) -> None:
         if effect.pid not in self.workers:
-            # The benign race: a dying worker's last reading (reported before its exit,
-            # as the core asks) can make the core stop it (max_performs reached). It is
+            # The benign race: the core may stop a worker that died a moment ago (a
+            # recycled one, once its replacement is read ready in the same turn). It is
             # reaped already, so nothing is sent: its pid may belong to a stranger now.
             level = "debug" if effect.pid in self._reaped else "warning"
             getattr(self.logger, level)(f"not sending {effect.signo} to pid={effect.pid}: "

@@ -24,7 +24,7 @@ from prefork.core.tally import RECYCLE_REASONS, GroupCounts
 from prefork.posix.scoreboard import DURATION_BOUNDS
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-WORKER_STATES = ("spawning", "idle", "performing", "stopping")
+WORKER_STATES = ("spawning", "idle", "performing", "retiring", "stopping")
 
 Sample = tuple[dict[str, str], float]
 

@@ -14,6 +14,8 @@ A slot is 160 bytes::
                                       last heartbeat(); 0 before the first perform
     offset 8   uint64  performs       performs finished
     offset 16  uint8   state          0 free, 1 spawning, 2 idle, 3 performing
+    offset 17  uint8   recycle        0, or why the worker asks to be recycled:
+                                      1 max_performs, 2 max_memory (it works on)
     offset 20  uint32  failures       failed performs that did not end the worker (a
                                       forked perform's child that raised or died):
                                       only the worker knows of them
@@ -21,7 +23,8 @@ A slot is 160 bytes::
     offset 32  uint64  buckets[15]    how many performs took at most DURATION_BOUNDS[i]
                                       seconds (and more than the bound before); the last
                                       counts the rest (+Inf)
-    offset 152 (8 bytes spare)
+    offset 152 double  memory_mib     its own figure of its unique memory (USS), in MiB,
+                                      when it asks for max_memory; 0 otherwise
 
 The duration histogram is the worker's alone (the core never sees a duration): per
 perform it reads the clock twice, adds to the sum and to one bucket (``bisect`` on the
@@ -52,6 +55,7 @@ SLOT_SIZE = 160
 SEGMENT_SLOTS = 256
 _DOUBLES_PER_SLOT = SLOT_SIZE // 8
 _STATE_OFFSET = 16
+_RECYCLE_OFFSET = 17
 _FAILURES_OFFSET = 20
 _SECONDS_OFFSET = 24
 _BUCKETS_OFFSET = 32
@@ -59,6 +63,7 @@ _BUCKETS_OFFSET = 32
 DURATION_BOUNDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
                    30.0, 60.0)
 BUCKETS = len(DURATION_BOUNDS) + 1
+_MEMORY_OFFSET = 152
 
 FREE, SPAWNING, IDLE, PERFORMING = 0, 1, 2, 3
 STATE_NAMES: dict[int, WorkerState] = {
@@ -80,11 +85,22 @@ class Reading(NamedTuple):
     heartbeat_at: float
     performs: int
     failures: int = 0
+    recycle: int = 0
+    memory_mib: float = 0.0
 
     @property
     def worker_state(self) -> WorkerState | None:
         return STATE_NAMES.get(self.state)
 
+    @property
+    def recycle_reason(self) -> str | None:
+        """Why the worker asks to be recycled (``None``: it does not)."""
+        return RECYCLE_REASONS.get(self.recycle)
+
+
+# why a worker asks to be recycled, as its slot's ``recycle`` byte says it
+RECYCLE_CODES: dict[str, int] = {"max_performs": 1, "max_memory": 2}
+RECYCLE_REASONS: dict[int, str] = {code: reason for reason, code in RECYCLE_CODES.items()}
 
 FRESH_READING = Reading(SPAWNING, 0.0, 0, 0)  # what ``allocate`` writes
 
@@ -94,10 +110,11 @@ class Slot:
 
     ``slot.state[0] = PERFORMING``, ``slot.heartbeat[0] = time.monotonic()``,
     ``slot.performs[0] = n`` and ``slot.failures[0] = n`` are each a single store into
-    shared memory.
+    shared memory (and so are ``recycle`` and ``memory``, written once, to ask).
     """
 
-    __slots__ = ("buckets", "failures", "heartbeat", "index", "performs", "seconds", "state")
+    __slots__ = ("buckets", "failures", "heartbeat", "index", "memory", "performs",
+                 "recycle", "seconds", "state")
 
     def __init__(self, view: memoryview, index: int) -> None:
         self.index = index
@@ -107,6 +124,8 @@ class Slot:
         self.failures = view[_FAILURES_OFFSET:_FAILURES_OFFSET + 4].cast("I")
         self.seconds = view[_SECONDS_OFFSET:_SECONDS_OFFSET + 8].cast("d")
         self.buckets = view[_BUCKETS_OFFSET:_BUCKETS_OFFSET + 8 * BUCKETS].cast("Q")
+        self.recycle = view[_RECYCLE_OFFSET:_RECYCLE_OFFSET + 1].cast("B")
+        self.memory = view[_MEMORY_OFFSET:_MEMORY_OFFSET + 8].cast("d")
 
 
 class _Segment:
@@ -153,6 +172,8 @@ class Scoreboard:
             segment.doubles[i * _DOUBLES_PER_SLOT],
             segment.counts[i * _DOUBLES_PER_SLOT + 1],
             segment.words[(i * SLOT_SIZE + _FAILURES_OFFSET) // 4],
+            segment.bytes[i * SLOT_SIZE + _RECYCLE_OFFSET],
+            segment.doubles[(i * SLOT_SIZE + _MEMORY_OFFSET) // 8],
         )
 
     def durations(self, index: int) -> tuple[list[int], float]:
@@ -169,7 +190,7 @@ class Scoreboard:
         return Slot(segment.view[i * SLOT_SIZE:(i + 1) * SLOT_SIZE], index)
 
     def _write(self, index: int, state: int, heartbeat_at: float, performs: int,
-               failures: int) -> None:
+               failures: int, recycle: int = 0, memory_mib: float = 0.0) -> None:
         segment, i = self._locate(index)
         segment.doubles[i * _DOUBLES_PER_SLOT] = heartbeat_at
         segment.counts[i * _DOUBLES_PER_SLOT + 1] = performs
@@ -177,6 +198,8 @@ class Scoreboard:
         segment.doubles[(i * SLOT_SIZE + _SECONDS_OFFSET) // 8] = 0.0
         first = (i * SLOT_SIZE + _BUCKETS_OFFSET) // 8
         segment.counts[first:first + BUCKETS] = _NO_COUNTS
+        segment.bytes[i * SLOT_SIZE + _RECYCLE_OFFSET] = recycle
+        segment.doubles[(i * SLOT_SIZE + _MEMORY_OFFSET) // 8] = memory_mib
         segment.bytes[i * SLOT_SIZE + _STATE_OFFSET] = state
 
     def _locate(self, index: int) -> tuple[_Segment, int]:
