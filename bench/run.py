@@ -165,6 +165,20 @@ class Lines:
                 raise TimeoutError(f"waited {timeout}s for {count} lines, got {len(found)}")
             self._read(left)
 
+    def quiet(self, seconds: float, timeout: float = DEADLINE) -> None:
+        """Return once no line has come for ``seconds`` (the settle rule); raise on timeout.
+
+        Lines that come meanwhile are kept (``seen``), as with ``wait``.
+        """
+        end = time.monotonic() + timeout
+        while True:
+            count = len(self.seen)
+            self._read(seconds)
+            if len(self.seen) == count and not self.buffer:
+                return
+            if time.monotonic() > end:
+                raise TimeoutError(f"the pool was not quiet for {seconds}s in {timeout}s")
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self.fd)
@@ -381,66 +395,88 @@ def table(title: str, rows: list[Row]) -> str:
 # the benchmarks -----------------------------------------------------------------------------
 
 
+SETTLE = 0.5  # seconds a pool must be quiet (no worker ready) before it is measured
+
+
+def floor_argv(n: int) -> list[str]:
+    """The lifecycle floor (bench/floor.py): a fork-and-wait master, ``python -I -S``."""
+    return [sys.executable, "-I", "-S", str(BENCH / "floor.py"), str(n)]
+
+
+def lifecycle_argv(impl: str, n: int) -> list[str]:
+    if impl == "gunicorn":
+        return gunicorn_argv(n)
+    if impl == "floor":
+        return floor_argv(n)
+    return prefork_argv("ready", n)
+
+
+def settled_lifecycle(pool: Pool, n: int, t0: float, sig: str | None,
+                      ) -> dict[str, float]:
+    """Boot, then on a settled pool: a SIGKILLed worker's replacement, TTIN, and ``sig``.
+
+    Settled: no worker has become ready for ``SETTLE`` seconds. gunicorn's master sleeps
+    a random 0-100 ms after each worker it spawns; a worker killed (or a TTIN sent)
+    during those sleeps waits for them, which is gunicorn's boot, not its respawn.
+    """
+    figures = {"boot": max(pool.ready(n)) - t0}
+    pool.lines.quiet(SETTLE)
+    victim = next(iter(pool.workers))
+    t1 = time.monotonic()
+    os.kill(victim, signal.SIGKILL)
+    figures["replace"] = pool.ready(1)[0] - t1
+    pool.lines.quiet(SETTLE)
+    t2 = time.monotonic()
+    os.kill(pool.pid, signal.SIGTTIN)
+    figures["ttin"] = pool.ready(1)[0] - t2
+    if sig is not None:
+        pool.lines.quiet(SETTLE)
+        t3 = time.monotonic()
+        os.kill(pool.pid, getattr(signal, f"SIG{sig}"))
+        figures[sig] = pool.wait_exit() - t3
+    return figures
+
+
 def lifecycle(args: argparse.Namespace) -> tuple[list[Row], dict[str, object]]:
-    """Boot, KILL replacement, TTIN, QUIT/TERM to exit; prefork and gunicorn, paired."""
-    boot: dict[tuple[str, int], list[float]] = {}
-    exits: dict[tuple[str, int, str], list[float]] = {}
-    replace: dict[str, list[float]] = {"prefork": [], "gunicorn": []}
-    ttin: dict[str, list[float]] = {"prefork": [], "gunicorn": []}
+    """Boot, KILL replacement, TTIN, QUIT/TERM to exit: prefork, gunicorn and the floor,
+    each on a settled pool, paired within each repetition."""
+    # samples[(impl, n, figure)]: one per repetition, in order; prefork and gunicorn run
+    # twice per repetition and N (once stopped with QUIT, once with TERM): their boot,
+    # replace and ttin samples are the mean of the two, so that every ratio pairs one
+    # repetition's samples
+    samples: dict[tuple[str, int, str], list[float]] = {}
     for _rep in range(args.reps):
         for n in args.boot_ns:
+            this: dict[tuple[str, str], list[float]] = {}
             for sig in ("QUIT", "TERM"):
                 for impl in ("gunicorn", "prefork"):
-                    argv = gunicorn_argv(n) if impl == "gunicorn" else prefork_argv("ready", n)
                     t0 = time.monotonic()
-                    with running(argv) as pool:
-                        times = pool.ready(n)
-                        boot.setdefault((impl, n), []).append(max(times) - t0)
-                        if n == min(args.boot_ns):
-                            victim = next(iter(pool.workers))
-                            t1 = time.monotonic()
-                            os.kill(victim, signal.SIGKILL)
-                            replace[impl].append(pool.ready(1)[0] - t1)
-                            t2 = time.monotonic()
-                            os.kill(pool.pid, signal.SIGTTIN)
-                            ttin[impl].append(pool.ready(1)[0] - t2)
-                        t3 = time.monotonic()
-                        os.kill(pool.pid, getattr(signal, f"SIG{sig}"))
-                        exits.setdefault((impl, n, sig), []).append(pool.wait_exit() - t3)
-            t0 = time.monotonic()  # the floor, once per repetition and N
-            with running([sys.executable, JOBS, "floor-boot", str(n)]) as pool:
-                boot.setdefault(("floor", n), []).append(max(pool.ready(n)) - t0)
-    rows: list[Row] = []
-    for n in args.boot_ns:
-        floor_ratio = [f / g for f, g in zip(boot[("floor", n)],
-                                             boot[("gunicorn", n)][::2], strict=False)]
-        rows.append(Row(f"all {n} workers ready after launch", "s", "gunicorn",
-                        "<= 0.03x at N=32" if n == 32 else "—",
-                        boot[("prefork", n)], boot[("gunicorn", n)],
-                        ratio_max=0.03 if n == 32 else None,
-                        note=f"the floor alone (below) is {spread(floor_ratio)}x gunicorn"))
-    for n in args.boot_ns:
-        rows.append(Row(f"all {n} workers ready after launch, against the floor", "s",
-                        f"floor: python, import transitions, {n} bare forks", "—",
-                        boot[("prefork", n)][::2], boot[("floor", n)]))
-    n0 = min(args.boot_ns)
-    rows.append(Row(f"SIGKILLed worker's replacement ready (N={n0})", "s", "gunicorn",
-                    "<= 0.35x", replace["prefork"], replace["gunicorn"], ratio_max=0.35))
-    rows.append(Row(f"TTIN to the new worker ready (N={n0})", "s", "gunicorn", "<= 0.25x",
-                    ttin["prefork"], ttin["gunicorn"], ratio_max=0.25))
-    for n in args.boot_ns:
-        for sig in ("QUIT", "TERM"):
-            rows.append(Row(f"{sig} to master exit, N={n} idle", "s", "gunicorn", "<= 0.05x",
-                            exits[("prefork", n, sig)], exits[("gunicorn", n, sig)],
-                            ratio_max=0.05))
+                    with running(lifecycle_argv(impl, n)) as pool:
+                        for key, value in settled_lifecycle(pool, n, t0, sig).items():
+                            this.setdefault((impl, key), []).append(value)
+            for impl in ("floor", "floor-transitions"):
+                t0 = time.monotonic()
+                argv = (floor_argv(n) if impl == "floor"
+                        else [sys.executable, JOBS, "floor-boot", str(n)])
+                with running(argv) as pool:
+                    if impl == "floor":
+                        figures = settled_lifecycle(pool, n, t0, None)
+                    else:
+                        figures = {"boot": max(pool.ready(n)) - t0}
+                for key, value in figures.items():
+                    this.setdefault((impl, key), []).append(value)
+            for (impl, key), values in this.items():
+                samples.setdefault((impl, n, key), []).append(statistics.fmean(values))
+    rows = lifecycle_rows(args, samples)
+    boot = {(impl, n): samples[(impl, n, "boot")]
+            for impl in ("prefork", "gunicorn") for n in args.boot_ns}
     for _rep in range(min(args.reps, 3)):  # more points for the plot: boot only
         for n in args.plot_ns:
             if n in args.boot_ns:
                 continue
             for impl in ("gunicorn", "prefork"):
-                argv = gunicorn_argv(n) if impl == "gunicorn" else prefork_argv("ready", n)
                 t0 = time.monotonic()
-                with running(argv) as pool:
+                with running(lifecycle_argv(impl, n)) as pool:
                     boot.setdefault((impl, n), []).append(max(pool.ready(n)) - t0)
     ns = sorted({*args.boot_ns, *args.plot_ns})
     plot = {"boot_ns": ns,
@@ -448,6 +484,48 @@ def lifecycle(args: argparse.Namespace) -> tuple[list[Row], dict[str, object]]:
             "gunicorn": [statistics.median(boot[("gunicorn", n)]) for n in ns],
             "samples": {f"{impl} N={n}": v for (impl, n), v in boot.items()}}
     return rows, plot
+
+
+FLOOR = "floor (fork-and-wait master, python -I -S)"
+SETTLED = (f"settled pools (no worker ready for {SETTLE:g} s before each measured act); "
+           "each sample is the mean of the repetition's two pools (stopped by QUIT, by TERM)")
+
+
+def lifecycle_rows(args: argparse.Namespace,
+                   samples: dict[tuple[str, int, str], list[float]]) -> list[Row]:
+    """The lifecycle's rows: each figure against gunicorn and against the floor."""
+    rows: list[Row] = []
+    big = max(args.boot_ns)
+
+    def pair(name: str, key: str, n: int, vs_gunicorn: float | None,
+             vs_floor: float | None, note: str = "") -> None:
+        target = f"<= {vs_gunicorn:g}x" if vs_gunicorn is not None else "—"
+        rows.append(Row(f"{name} (N={n})", "s", "gunicorn", target,
+                        samples[("prefork", n, key)], samples[("gunicorn", n, key)],
+                        ratio_max=vs_gunicorn, note=note))
+        target = f"<= {vs_floor:g}x" if vs_floor is not None else "—"
+        rows.append(Row(f"{name} (N={n}), against the floor", "s", FLOOR, target,
+                        samples[("prefork", n, key)], samples[("floor", n, key)],
+                        ratio_max=vs_floor))
+
+    for n in args.boot_ns:
+        floors = samples[("floor", n, "boot")]
+        guns = samples[("gunicorn", n, "boot")]
+        note = (f"the floor alone is {spread([f / g for f, g in zip(floors, guns, strict=True)])}"
+                f"x gunicorn; the floor with `import transitions` (prefork's dependency) "
+                f"takes {spread(samples[('floor-transitions', n, 'boot')])} s")
+        pair(f"all {n} workers ready after launch", "boot", n,
+             0.035 if n == big else None, 1.2 if n == big else None, note)
+    for n in args.boot_ns:
+        pair("SIGKILLed worker's replacement ready, settled", "replace", n, 0.35, 1.0,
+             SETTLED)
+        pair("TTIN to the new worker ready, settled", "ttin", n, 0.25, None, SETTLED)
+    for n in args.boot_ns:
+        for sig in ("QUIT", "TERM"):
+            rows.append(Row(f"{sig} to master exit, N={n} idle, settled", "s", "gunicorn",
+                            "<= 0.05x", samples[("prefork", n, sig)],
+                            samples[("gunicorn", n, sig)], ratio_max=0.05))
+    return rows
 
 
 def idle(args: argparse.Namespace) -> list[Row]:
