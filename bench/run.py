@@ -584,28 +584,69 @@ def rates(args: argparse.Namespace) -> list[Row]:
     ]
 
 
+MEMORY_KINDS = {
+    # how the 50 MiB module is run: (BENCH_PRELOAD, extra `prefork run` flags)
+    "default": ("1", []),  # the module builds its heap at import; default settings
+    "preload": ("1", ["--preload"]),  # the same, with preload = true
+    "per-worker": ("0", []),  # the heap built in each worker's setup(): nothing shared
+}
+
+
+def pool_pss(args: argparse.Namespace, n: int, kind: str) -> tuple[float, float]:
+    """(the master's PSS, the workers' total PSS), MiB, of ``prefork run jobs:Heap -w n``.
+
+    Run as a user runs it (the command, the job named MODULE:ATTR), measured once every
+    worker has reported ready (after its ``gc.collect()``) and the pool has been quiet
+    for ``SETTLE`` seconds.
+    """
+    preload, flags = MEMORY_KINDS[kind]
+    env = {"BENCH_PRELOAD": preload, "BENCH_HEAP_MIB": str(args.heap_mib)}
+    argv = [str(VENV / "bin" / "prefork"), "run", "jobs:Heap", "--workers", str(n),
+            "--log-level", "warning", *flags]
+    with running(argv, env) as pool:
+        pool.ready(n, timeout=120)
+        pool.lines.quiet(SETTLE)
+        return (pss_kib(pool.pid) / 1024,
+                sum(pss_kib(pid) for pid in pool.workers) / 1024)
+
+
 def memory(args: argparse.Namespace) -> tuple[list[Row], dict[str, object]]:
-    """Total PSS of master + N workers over a preloaded heap, against no preload."""
-    def total_pss(n: int, preload: bool) -> float:
-        env = {"BENCH_PRELOAD": "1" if preload else "0", "BENCH_HEAP_MIB": str(args.heap_mib)}
-        with running(prefork_argv("heap", n), env) as pool:
-            pool.ready(n, timeout=120)
-            return (pss_kib(pool.pid) + sum(pss_kib(pid) for pid in pool.workers)) / 1024
-    pre: list[float] = []
-    nopre: list[float] = []
+    """Total PSS of master + 4 workers over a 50 MiB module: default settings, preload =
+    true, and the heap built in each worker (nothing shared)."""
+    totals: dict[str, list[float]] = {kind: [] for kind in MEMORY_KINDS}
+    parts: dict[str, list[tuple[float, float]]] = {kind: [] for kind in MEMORY_KINDS}
     for _rep in range(args.mem_reps):
-        nopre.append(total_pss(4, False))
-        pre.append(total_pss(4, True))
-    plot: dict[str, object] = {"ns": args.mem_ns, "preload": [], "no_preload": []}
+        for kind in MEMORY_KINDS:
+            master, workers = pool_pss(args, 4, kind)
+            parts[kind].append((master, workers))
+            totals[kind].append(master + workers)
+    plot: dict[str, object] = {"ns": args.mem_ns, "preload": [], "no_preload": [],
+                               "preload_option": []}
     for n in args.mem_ns:
-        plot["no_preload"].append(total_pss(n, False))  # type: ignore[attr-defined]
-        plot["preload"].append(total_pss(n, True))  # type: ignore[attr-defined]
-    row = Row(f"total PSS, master + 4 workers, {args.heap_mib} MiB heap, after gc.collect()",
-              "MiB", "no preload", "<= 0.35x", pre, nopre, ratio_max=0.35,
-              note="preloaded = built at import time in the master (prefork has no "
-                   "`preload` option yet; the master imports the job's module before "
-                   "forking); not preloaded = built in each worker's setup()")
-    return [row], plot
+        for kind, key in (("per-worker", "no_preload"), ("default", "preload"),
+                          ("preload", "preload_option")):
+            plot[key].append(sum(pool_pss(args, n, kind)))  # type: ignore[attr-defined]
+
+    def split(kind: str) -> str:
+        return (f"master {spread([m for m, _ in parts[kind]])} MiB, workers "
+                f"{spread([w for _, w in parts[kind]])} MiB")
+
+    module = f"{args.heap_mib} MiB module"
+    return [
+        Row(f"total PSS, master + 4 workers, {module}, default settings", "MiB",
+            "the heap built in each worker", "<= 0.35x", totals["default"],
+            totals["per-worker"], ratio_max=0.35,
+            note=f"`prefork run jobs:Heap -w 4`; the module builds its heap at import. "
+                 f"prefork imports the job's module in the master either way (to check "
+                 f"the job before any fork), and freezes the collector's generations "
+                 f"around each fork, so by default the workers share it: "
+                 f"{split('default')}; the baseline, {split('per-worker')}"),
+        Row(f"total PSS, master + 4 workers, {module}, preload = true", "MiB",
+            "default settings (preload off)", "—", totals["preload"], totals["default"],
+            note=f"`--preload`: {split('preload')}. preload changes what HUP does (the "
+                 f"module is not imported afresh) and freezes everything the master holds "
+                 f"for its life (its own collections no longer walk the shared heap)"),
+    ], plot
 
 
 def queue(args: argparse.Namespace) -> list[Row]:
@@ -717,7 +758,9 @@ def plots(boot: dict[str, object], mem: dict[str, object]) -> list[str]:
     made.append("bench_boot.png")
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(mem["ns"], mem["no_preload"], "o-", label="heap built in each worker")
-    ax.plot(mem["ns"], mem["preload"], "o-", label="heap preloaded in the master")
+    ax.plot(mem["ns"], mem["preload"], "o-", label="module imported by the master (default)")
+    if mem.get("preload_option"):
+        ax.plot(mem["ns"], mem["preload_option"], "x--", label="the same, preload = true")
     ax.set_xlabel("workers (N)")
     ax.set_ylabel("total PSS, master + workers (MiB)")
     ax.legend()
