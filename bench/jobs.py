@@ -19,6 +19,7 @@ import time
 from array import array
 
 HEAP_MIB = int(os.environ.get("BENCH_HEAP_MIB", "50"))
+TRACE = os.environ.get("BENCH_TRACE") == "1"
 
 
 def report(what: str, *values: object) -> None:
@@ -46,6 +47,10 @@ class Ready:
     """Reports when its setup is done, then idles."""
 
     def setup(self) -> None:
+        if TRACE:
+            import tracing
+
+            tracing.note("setup")
         report("ready")
 
     def perform(self) -> None:
@@ -127,6 +132,10 @@ def run_prefork(kind: str, workers: int, strategy: str, max_performs: int | None
                 timeout: float | None) -> int:
     import prefork
 
+    if TRACE:  # where a respawn's time goes (bench/tracing.py)
+        import tracing
+
+        tracing.install()
     logger = logging.getLogger("bench.prefork")
     logger.addHandler(logging.StreamHandler(sys.stderr))
     logger.setLevel(logging.WARNING)

@@ -151,11 +151,12 @@ class Lines:
             self.seen.append((what, int(pid), float(at), rest))
 
     def wait(self, match: Callable[[tuple[str, int, float, list[str]]], bool],
-             count: int = 1, timeout: float = DEADLINE,
+             count: int = 1, timeout: float = DEADLINE, since: int | None = None,
              ) -> list[tuple[str, int, float, list[str]]]:
-        """The first ``count`` lines (seen from now on) that ``match``; raise on timeout."""
+        """The first ``count`` lines (seen from now on, or from line ``since``) that
+        ``match``; raise on timeout."""
         end = time.monotonic() + timeout
-        start = len(self.seen)
+        start = len(self.seen) if since is None else since
         while True:
             found = [item for item in self.seen[start:] if match(item)]
             if len(found) >= count:
@@ -528,6 +529,83 @@ def lifecycle_rows(args: argparse.Namespace,
     return rows
 
 
+# (label, from, to, process): the steps of a respawn or a TTIN, as bench/tracing.py notes
+# them; "act" is the bench's kill or signal, "ready" the new worker's ready stamp
+STEPS = (
+    ("the act reaches the master (poll returns)", "act", "woke"),
+    ("reap (waitpid, scoreboard slot released)", "woke", "reaped"),
+    ("collect the turn (signals, every worker's slot read)", "reaped", "collected"),
+    ("the core decides (events in, Spawn out)", "collected", "decided"),
+    ("before fork (slot reset, gc.freeze, signal mask)", "decided", "fork"),
+    ("fork() in the master", "fork", "forked"),
+    ("fork() to the child running", "fork", "child"),
+    ("child start-up to setup() (handlers, titles, bind)", "child", "setup"),
+    ("  of which: setpgid", "child", "become"),
+    ("  of which: drop the master's machinery, make the runtime", "become", "runtime"),
+    ("  of which: install the signal handlers", "runtime", "handlers"),
+    ("  of which: the parent-death signal", "handlers", "watched"),
+    ("  of which: the title, bind the job, after_fork", "watched", "setup"),
+    ("setup() to the ready stamp", "setup", "ready"),
+    ("ready to the first scoreboard write (idle) and notify", "ready", "idle"),
+    ("master after fork: adopt, pidfd, Forked (in parallel)", "forked", "answered"),
+    ("whole: the act to the ready stamp", "act", "ready"),
+)
+
+
+CHILD_NOTES = ("child", "become", "runtime", "handlers", "watched", "setup", "idle")
+
+
+def traced_act(pool: Pool, act: str) -> dict[str, float]:
+    """One respawn (``act`` = "kill") or TTIN on a settled, traced pool: each step's time."""
+    pool.lines.quiet(0.3)
+    start = len(pool.lines.seen)
+    at = {"act": time.monotonic()}
+    if act == "kill":
+        victim = min(pool.workers)
+        pool.workers.discard(victim)
+        os.kill(victim, signal.SIGKILL)
+    else:
+        os.kill(pool.pid, signal.SIGTTIN)
+    (_, pid, ready_at, _), = pool.lines.wait(lambda item: item[0] == "ready")
+    pool.workers.add(pid)
+    at["ready"] = ready_at
+    pool.lines.wait(lambda item: item[0] == "trace" and item[1] == pid
+                    and item[3] == ["idle"], since=start)
+    pool.lines.quiet(0.3)
+    for what, who, t, rest in pool.lines.seen[start:]:
+        if what != "trace" or t < at["act"]:
+            continue
+        label = rest[0]
+        if (who == pid) != (label in CHILD_NOTES):
+            continue  # another process's note (the master's, or the child's)
+        if label not in at and (label == "woke" or "woke" in at):
+            at[label] = t
+    return {label: (at[b] - at[a]) * 1e6 for label, a, b in STEPS if a in at and b in at}
+
+
+def breakdown(args: argparse.Namespace) -> list[Row]:
+    """Where a respawn's and a TTIN's time goes, step by step (bench/tracing.py)."""
+    n = max(args.boot_ns)
+    steps: dict[tuple[str, str], list[float]] = {}
+    with running(prefork_argv("ready", n), {"BENCH_TRACE": "1"}) as pool:
+        pool.ready(n)
+        for _rep in range(args.trace_reps):
+            for act in ("kill", "ttin"):
+                for label, value in traced_act(pool, act).items():
+                    steps.setdefault((act, label), []).append(value)
+    rows = []
+    for act, title in (("kill", "respawn"), ("ttin", "TTIN")):
+        whole = steps[(act, STEPS[-1][0])]
+        for label, _a, _b in STEPS[:-1]:
+            values = steps.get((act, label))
+            if values is None or len(values) != len(whole):
+                continue
+            rows.append(Row(f"{title}: {label}", "µs", "share of the whole", "—",
+                            values, whole))
+        rows.append(Row(f"{title}: {STEPS[-1][0]}", "µs", "the whole", "—", whole, whole))
+    return rows
+
+
 def idle(args: argparse.Namespace) -> list[Row]:
     """Master wake-ups and CPU over an idle window, 4 workers, no timeouts."""
     wakes: dict[str, list[float]] = {"prefork": [], "gunicorn": []}
@@ -853,7 +931,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, help="repetitions (default 5, quick 3)")
     parser.add_argument("--idle-window", type=float,
                         help="seconds of the idle and steady windows (default 10, quick 2)")
-    parser.add_argument("--only", default="lifecycle,idle,rates,memory,queue,scale",
+    parser.add_argument("--only", default="lifecycle,breakdown,idle,rates,memory,queue,scale",
                         help="comma-separated benchmarks to run (default: all); a partial "
                              "run writes bench/results/partial.json and leaves the docs")
     parser.add_argument("--items", type=int, default=100_000, help="queue items")
@@ -875,6 +953,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.noop_performs = 2_000_000 if quick else 10_000_000
     args.fork_performs = 500 if quick else 2000
     args.queue_workers = max(2, os.cpu_count() or 2)
+    args.trace_reps = 8 if quick else 20
     args.scale_ns = (16, 256)
     args.perform_s = 0.05
     args.scale_timeout = 1.0
@@ -893,7 +972,8 @@ def main(argv: list[str]) -> int:
     boot_plot: dict[str, object] | None = None
     mem_plot: dict[str, object] | None = None
     steps: list[tuple[str, str, Callable[[argparse.Namespace], object]]] = [
-        ("lifecycle", "Lifecycle (against gunicorn)", lifecycle),
+        ("lifecycle", "Lifecycle (against gunicorn and the floor)", lifecycle),
+        ("breakdown", "Where a respawn's time goes (N=32, traced)", breakdown),
         ("idle", "Idle master (against gunicorn)", idle),
         ("rates", "Perform rates", rates),
         ("memory", "Memory", memory),
