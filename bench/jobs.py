@@ -125,7 +125,23 @@ class Steady:
         time.sleep(self.pause)
 
 
-JOBS = {"ready": Ready, "noop": Noop, "heap": Heap, "drain": Drain, "steady": Steady}
+class Cycle:
+    """A worker that lives an exponentially distributed time (mean BENCH_LIFE_S seconds)
+    in one perform, then retires (run with max_performs=1): N/mean exits per second,
+    spread out as a Poisson process from the start."""
+
+    def setup(self) -> None:
+        import random
+
+        self.life = min(random.expovariate(1 / float(os.environ["BENCH_LIFE_S"])), 300.0)
+        report("ready")
+
+    def perform(self) -> None:
+        time.sleep(self.life)
+
+
+JOBS = {"ready": Ready, "noop": Noop, "heap": Heap, "drain": Drain, "steady": Steady,
+        "cycle": Cycle}
 
 
 def run_prefork(kind: str, workers: int, strategy: str, max_performs: int | None,

@@ -770,33 +770,87 @@ def queue(args: argparse.Namespace) -> list[Row]:
                 f"multiprocessing.Pool({n}).map", ">= 1.0x", ours, theirs, ratio_min=1.0)]
 
 
-def scale(args: argparse.Namespace) -> list[Row]:
-    """Master CPU per second at a steady perform rate: 256 workers against 16."""
-    cpu: dict[int, list[float]] = {}
-    wakes: dict[int, list[float]] = {}
-    small, large = args.scale_ns
-    for _rep in range(args.idle_reps):
-        for n in (small, large):
-            env = {"BENCH_PERFORM_S": str(args.perform_s)}
-            with running(prefork_argv("steady", n, timeout=args.scale_timeout), env) as pool:
-                pool.ready(n, timeout=120)
-                time.sleep(1.0)  # settle (not measured)
-                s0, c0, t0 = switches(pool.pid), cpu_ns(pool.pid), time.monotonic()
-                time.sleep(args.idle_window)  # the window
-                s1, c1, t1 = switches(pool.pid), cpu_ns(pool.pid), time.monotonic()
-                cpu.setdefault(n, []).append((c1 - c0) / 1e6 / (t1 - t0))
-                wakes.setdefault(n, []).append((s1 - s0) / (t1 - t0))
-    events = large / small  # performs/s, and scoreboard readings per scan, scale with N
-    row = Row(f"master CPU per second, {large} workers", "ms/s", f"{small} workers",
-              f"<= {events:g}x (events grow {events:g}x)", cpu[large], cpu[small],
-              ratio_max=events,
-              note=f"each worker performs every {args.perform_s:g} s; timeout="
-                   f"{args.scale_timeout:g} s so the master scans the scoreboard every "
-                   f"{args.scale_timeout:g} s (with no timeout it never wakes). Master "
-                   f"wake-ups/s: {spread(wakes[large])} at N={large}, "
-                   f"{spread(wakes[small])} at N={small}",
-              extra={"wakeups_per_s": {str(k): v for k, v in wakes.items()}})
-    return [row]
+def scaling(args: argparse.Namespace) -> tuple[list[Row], dict[str, object]]:
+    """What the master costs as the pool grows: boot per worker, respawn latency, CPU idle
+    and per event while 10% of the workers cycle each second, memory; at each size."""
+    sizes = args.scale_ns
+    figures: dict[tuple[int, str], list[float]] = {}
+    for _rep in range(args.scale_reps):
+        for n in sizes:
+            for key, value in scaling_figures(args, n).items():
+                figures.setdefault((n, key), []).append(value)
+    small, large = min(sizes), max(sizes)
+
+    def row(key: str, name: str, unit: str, limit: float | None, note: str = "") -> Row:
+        return Row(f"{name}, {large} workers", unit, f"{small} workers",
+                   f"<= {limit:g}x" if limit is not None else "—",
+                   figures[(large, key)], figures[(small, key)], ratio_max=limit, note=note)
+
+    idle_cpu = [v for n in sizes for v in figures[(n, "idle_cpu")]]
+    idle_wakes = [v for n in sizes for v in figures[(n, "idle_wakeups")]]
+    per_size = "; ".join(
+        f"N={n}: boot {spread(figures[(n, 'boot_per_worker')])} ms/worker, respawn "
+        f"{spread(figures[(n, 'respawn')])} ms, {spread(figures[(n, 'cycle_cpu')])} ms CPU/s "
+        f"for {spread(figures[(n, 'cycle_events')])} exits/s, PSS "
+        f"{spread(figures[(n, 'pss')])} MiB" for n in sizes)
+    rows = [
+        row("respawn", "SIGKILLed worker's replacement ready, settled", "ms", 1.5,
+            note=per_size),
+        row("cycle_cpu_per_event", "master CPU per worker exit and respawn", "ms", 1.5,
+            note=f"each worker lives an exponential time (mean {args.life_s:g} s) in one "
+                 f"perform, max_performs=1: {100 / args.life_s:g}% of the pool exits and "
+                 f"is replaced each second; the master's CPU over a "
+                 f"{args.idle_window:g} s window over the exits in it"),
+        row("boot_per_worker", "launch to all ready, per worker", "ms", None),
+        row("pss", "master's PSS", "MiB", None),
+        Row("master CPU over an idle window, every size", "ms", "—", "0 at every size",
+            idle_cpu, idle_cpu, verdict=max(idle_cpu) == 0 and max(idle_wakes) == 0,
+            note=f"wake-ups {spread(idle_wakes)} over {args.idle_window:g} s, sizes "
+                 f"{', '.join(map(str, sizes))}; no timeout set"),
+    ]
+    plot = {"ns": list(sizes),
+            **{key: [statistics.median(figures[(n, key)]) for n in sizes]
+               for key in ("boot_per_worker", "respawn", "cycle_cpu_per_event", "pss")},
+            "samples": {f"{key} N={n}": v for (n, key), v in figures.items()}}
+    return rows, plot
+
+
+def scaling_figures(args: argparse.Namespace, n: int) -> dict[str, float]:
+    """One repetition at size ``n``: a settled idle pool, then a cycling one."""
+    out: dict[str, float] = {}
+    t0 = time.monotonic()
+    with running(prefork_argv("ready", n)) as pool:
+        out["boot_per_worker"] = (max(pool.ready(n, timeout=300)) - t0) / n * 1e3
+        pool.lines.quiet(SETTLE)
+        out["pss"] = pss_kib(pool.pid) / 1024
+        s0, c0 = switches(pool.pid), cpu_ns(pool.pid)
+        time.sleep(args.idle_window)
+        out["idle_wakeups"] = switches(pool.pid) - s0
+        out["idle_cpu"] = (cpu_ns(pool.pid) - c0) / 1e6
+        latencies = []
+        for _kill in range(args.scale_kills):
+            victim = min(pool.workers)
+            pool.workers.discard(victim)
+            t1 = time.monotonic()
+            os.kill(victim, signal.SIGKILL)
+            latencies.append((pool.ready(1)[0] - t1) * 1e3)
+            pool.lines.quiet(0.2)
+        out["respawn"] = statistics.median(latencies)
+    env = {"BENCH_LIFE_S": str(args.life_s)}
+    with running(prefork_argv("cycle", n, max_performs=1), env) as pool:
+        pool.ready(n, timeout=300)
+        time.sleep(1.0)  # the boot's last events (not measured)
+        seen = len(pool.lines.seen)
+        c0, t0 = cpu_ns(pool.pid), time.monotonic()
+        time.sleep(args.idle_window)
+        pool.lines._read(0)
+        c1, t1 = cpu_ns(pool.pid), time.monotonic()
+        exits = sum(1 for item in pool.lines.seen[seen:] if item[0] == "ready")
+        pool.workers.update(item[1] for item in pool.lines.seen if item[0] == "ready")
+        out["cycle_cpu"] = (c1 - c0) / 1e6 / (t1 - t0)
+        out["cycle_events"] = exits / (t1 - t0)
+        out["cycle_cpu_per_event"] = (c1 - c0) / 1e6 / max(exits, 1)
+    return out
 
 
 # the report ---------------------------------------------------------------------------------
@@ -848,6 +902,31 @@ def plots(boot: dict[str, object], mem: dict[str, object]) -> list[str]:
     made.append("bench_memory.png")
     plt.close("all")
     return made
+
+
+def scaling_plot(data: dict[str, object]) -> str:
+    """docs/bench_scaling.png: each cost of the master against N (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = (("boot_per_worker", "boot, per worker (ms)"),
+              ("respawn", "KILLed worker replaced (ms)"),
+              ("cycle_cpu_per_event", "master CPU per exit+respawn (ms)"),
+              ("pss", "master's PSS (MiB)"))
+    fig, axes = plt.subplots(2, 2, figsize=(8, 6))
+    for ax, (key, label) in zip(axes.flat, panels, strict=True):
+        ax.plot(data["ns"], data[key], "o-")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("workers (N)")
+        ax.set_ylabel(label)
+        ax.set_ylim(bottom=0)
+    fig.suptitle("The master's cost against N (median)")
+    fig.tight_layout()
+    fig.savefig(DOCS / "bench_scaling.png", dpi=100)
+    plt.close("all")
+    return "bench_scaling.png"
 
 
 def write_docs(sections: list[tuple[str, list[Row]]], info: dict[str, str],
@@ -917,6 +996,8 @@ def docs_from_json() -> int:
     plot_data = data.get("plots") or {}
     made = (plots(plot_data["boot"], plot_data["memory"])
             if plot_data.get("boot") and plot_data.get("memory") else [])
+    if plot_data.get("scaling"):
+        made.append(scaling_plot(plot_data["scaling"]))
     write_docs(sections, data["machine"], data["command"], made)
     print(f"wrote {DOCS / 'performance.md'} from {RESULTS / 'latest.json'}")
     return 0
@@ -954,9 +1035,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args.fork_performs = 500 if quick else 2000
     args.queue_workers = max(2, os.cpu_count() or 2)
     args.trace_reps = 8 if quick else 20
-    args.scale_ns = (16, 256)
-    args.perform_s = 0.05
-    args.scale_timeout = 1.0
+    args.scale_ns = (16, 256, 1024)
+    args.scale_reps = 1 if quick else min(args.reps, 3)
+    args.scale_kills = 3 if quick else 9
+    args.life_s = 10.0
     args.only = set(args.only.split(","))
     return args
 
@@ -971,6 +1053,7 @@ def main(argv: list[str]) -> int:
     sections: list[tuple[str, list[Row]]] = []
     boot_plot: dict[str, object] | None = None
     mem_plot: dict[str, object] | None = None
+    scale_plot: dict[str, object] | None = None
     steps: list[tuple[str, str, Callable[[argparse.Namespace], object]]] = [
         ("lifecycle", "Lifecycle (against gunicorn and the floor)", lifecycle),
         ("breakdown", "Where a respawn's time goes (N=32, traced)", breakdown),
@@ -978,7 +1061,7 @@ def main(argv: list[str]) -> int:
         ("rates", "Perform rates", rates),
         ("memory", "Memory", memory),
         ("queue", "Work queue", queue),
-        ("scale", "Master CPU at scale", scale),
+        ("scale", "Cost as the pool grows", scaling),
     ]
     try:
         for key, title, step in steps:
@@ -990,6 +1073,8 @@ def main(argv: list[str]) -> int:
                 rows, boot_plot = result  # type: ignore[misc]
             elif key == "memory":
                 rows, mem_plot = result  # type: ignore[misc]
+            elif key == "scale":
+                rows, scale_plot = result  # type: ignore[misc]
             else:
                 rows = result  # type: ignore[assignment]
             sections.append((title, rows))
@@ -1002,7 +1087,7 @@ def main(argv: list[str]) -> int:
     info = machine()
     command = "python bench/run.py" + (" " + " ".join(argv) if argv else "")
     data = {"command": command, "machine": info, "seconds": time.monotonic() - started,
-            "plots": {"boot": boot_plot, "memory": mem_plot},
+            "plots": {"boot": boot_plot, "memory": mem_plot, "scaling": scale_plot},
             "sections": [{"title": t, "rows": [r.as_dict() for r in rows]}
                          for t, rows in sections]}
     complete = len(sections) == len(steps)
@@ -1014,6 +1099,8 @@ def main(argv: list[str]) -> int:
     print(f"wrote {target} ({data['seconds']:.0f} s)")
     if complete and not args.no_docs:
         made = plots(boot_plot, mem_plot) if boot_plot and mem_plot else []
+        if scale_plot:
+            made.append(scaling_plot(scale_plot))
         write_docs(sections, info, command, made)
         print(f"wrote {DOCS / 'performance.md'}")
     return 0
