@@ -89,7 +89,7 @@ from prefork.interrupts import PerformTimeout, Shutdown
 from prefork.job import BoundJob, Flags, JobSpec, WorkerContext
 from prefork.posix import process, titles
 from prefork.posix.loop import Handoff
-from prefork.posix.scoreboard import IDLE, PERFORMING
+from prefork.posix.scoreboard import IDLE, PERFORMING, notice
 from prefork.posix.signal_pipe import drain, nonblocking_pipe
 
 PERFORM_LOOPS = {"simple": simple_loop, "forking": forking_loop}
@@ -518,7 +518,7 @@ class Runtime:
 
     def _notify_master(self) -> None:
         with contextlib.suppress(BlockingIOError, BrokenPipeError):
-            os.write(self.spec.notify_fd, b"!")
+            os.write(self.spec.notify_fd, notice(self.slot.index))
 
     # attending, between performs ---------------------------------------------------------
 

@@ -16,7 +16,10 @@ hands it to the core as events, in this order:
    These go first so that the core knows a pid is gone before any
    other event of the turn could make it signal that pid;
 2. each delivered signal, one ``Signal`` per delivery;
-3. what changed on the scoreboard (``Observed``);
+3. what changed on the scoreboard (``Observed``): in the slots of the workers that gave
+   notice on the notify pipe (each writes its slot's index), or in every slot when the
+   timed scan or a deadline of the core is due (or a notice may have been lost); so a
+   wake-up costs what changed, not the size of the pool;
 4. ``Tick(now)`` if the core's wake-up time has come.
 
 For each event the core returns effects, which the loop carries out in order. A
@@ -37,7 +40,8 @@ no wake-ups. Workers do not wake the master per perform; they write the scoreboa
 when ``timeout`` is set, the loop also scans the scoreboard every ``timeout`` seconds:
 that is how the core learns that a perform began, early enough to give its deadline to
 the moment (the worker stamps the perform's start, and a scan within ``timeout`` of it
-puts the core's deadline exactly at start + timeout).
+puts the core's deadline exactly at start + timeout). A status request (``ask_status``) reads every
+slot first, so that the snapshot has the counts of the moment.
 
 Forking: the master's signals are blocked around ``fork``, so the child starts with
 them blocked; the worker unblocks them once its own handlers are in place, so a signal
@@ -56,6 +60,7 @@ and even when carrying out an effect raised, so that no child goes unrecorded.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import logging
 import math
@@ -64,7 +69,7 @@ import select
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from prefork.core.effects import (
@@ -101,7 +106,14 @@ from prefork.core.supervisor import Supervisor
 from prefork.core.worker_machine import WorkerState
 from prefork.posix import process
 from prefork.posix.children import Children
-from prefork.posix.scoreboard import FRESH_READING, Reading, Scoreboard, Slot
+from prefork.posix.scoreboard import (
+    EVERYONE,
+    FRESH_READING,
+    Reading,
+    Scoreboard,
+    Slot,
+    noticed,
+)
 from prefork.posix.signal_pipe import (
     MASTER_SIGNALS,
     SignalWakeup,
@@ -147,6 +159,15 @@ class _Worker:
         self.slot = slot
         self.index = index
         self.last = last
+
+
+def _pipe_capacity(fd: int) -> int:
+    """How many bytes the pipe ``fd`` holds (Linux says; elsewhere, one page, the least a
+    pipe holds: reading that much is taken as "notices may have been lost")."""
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return 4096
 
 
 def scan_interval(config: PoolConfig) -> float | None:
@@ -198,7 +219,9 @@ class PosixLoop:
         self.lifeline_r, self.lifeline_w = nonblocking_pipe()
         self.poller = select.poll()
         self.poller.register(self.notify_r, select.POLLIN)
+        self._notify_capacity = _pipe_capacity(self.notify_w)
         self.workers: dict[int, _Worker] = {}
+        self._by_index: dict[int, _Worker] = {}  # the same workers, by scoreboard index
         self.wake_at: float | None = None
         self.exit_code: int | None = None
         self.booted = False
@@ -268,7 +291,8 @@ class PosixLoop:
         """Ask the core for a snapshot of the pool (``Status``); return its ``Reply``."""
         request = object()
         self._asking.add(request)
-        try:
+        try:  # what the workers counted without a notice, first
+            self._pending.extend(self._look_at(self.workers.values(), time.monotonic()))
             self.feed(Status(request))
         finally:
             self._asking.discard(request)
@@ -297,15 +321,43 @@ class PosixLoop:
                 if sig is not Sig.CHLD:  # a worker's exit says more than its SIGCHLD
                     self.logger.info(f"master got {sig}")
                 events.append(Signal(sig, at=now))
+        events.extend(self._look_at(self._to_look_at(ready, now), now))
+        if self.wake_at is not None and now >= self.wake_at:
+            events.append(Tick(now))
+        return events
+
+    def _to_look_at(self, ready: set[int], now: float) -> Iterable[_Worker]:
+        """The workers whose slots this turn reads: those that gave notice, or everyone
+        when the scan is due (a perform ``timeout`` is set), when one of the core's
+        deadlines is (a heartbeat may have moved it), or when a notice may be lost.
+
+        So a wake-up costs what changed, not the size of the pool."""
+        notices: set[int] | None = set()
         if self.notify_r in ready:
-            drain(self.notify_r)
-        for worker in self.workers.values():
+            data = drain(self.notify_r)
+            notices = noticed(data, full=len(data) >= self._notify_capacity)
+        every = self.scan_every
+        if not every or not self.workers:
+            self._next_scan = None
+        elif self._next_scan is None or now >= self._next_scan:
+            due, self._next_scan = self._next_scan is not None, now + every
+            if due:
+                notices = EVERYONE
+        else:  # a reload may have shortened the timeout
+            self._next_scan = min(self._next_scan, now + every)
+        if self.wake_at is not None and now >= self.wake_at:
+            notices = EVERYONE  # a deadline is due: the core judges it on fresh readings
+        if notices is EVERYONE:
+            return list(self.workers.values())
+        return [self._by_index[i] for i in sorted(notices) if i in self._by_index]
+
+    def _look_at(self, workers: Iterable[_Worker], now: float) -> list[Event]:
+        """An ``Observed`` for each of ``workers`` whose slot changed since the last look."""
+        events: list[Event] = []
+        for worker in workers:
             observed = self._observe(worker, now)
             if observed is not None:
                 events.append(observed)
-        self._next_scan = now + self.scan_every if self.scan_every and self.workers else None
-        if self.wake_at is not None and now >= self.wake_at:
-            events.append(Tick(now))
         return events
 
     def _exited(self, pid: int, status: int, now: float) -> list[Event]:
@@ -317,6 +369,7 @@ class PosixLoop:
             final = self.board.read(worker.index)
             performs, performing = final.performs, final.worker_state is WorkerState.PERFORMING
             self.board.release(worker.index)
+            self._by_index.pop(worker.index, None)
             child = self.children.live.get(pid)
             if child is not None and child.pidfd is not None:
                 self.poller.unregister(child.pidfd)
@@ -497,7 +550,8 @@ class PosixLoop:
                 self.poller.register(pidfd, select.POLLIN)
             # the baseline is what allocate() wrote before the fork, never a reading
             # taken now: a quick child may have finished its setup already
-            self.workers[pid] = _Worker(pid, effect.group, effect.slot, index, FRESH_READING)
+            worker = _Worker(pid, effect.group, effect.slot, index, FRESH_READING)
+            self.workers[pid] = self._by_index[index] = worker
             answers.append(Forked(effect.group, effect.slot, pid, at=at))
             self.logger.debug(f"forked pid={pid} for {effect.group}#{effect.slot}")
         return answers
