@@ -2,10 +2,11 @@
 
 The derived rules run after every event, so they must not walk the pool: a scoreboard
 scan of 256 workers hands the core 256 readings at once. They read indexes kept up to
-date as workers change: the worker of each pid, the live worker of each slot, the Spawns
-not answered yet, the vacant slots with the time each may be refilled and the workers'
-deadlines (two timetables, ``prefork.core.schedules``), the number of workers of an
-older generation, and the workers a retirement check is due for. One event then costs the
+date as workers change: the worker of each pid, the live worker of each slot and how
+many each group has, the Spawns not answered yet, the vacant slots with the time each
+may be refilled and the workers' deadlines (two timetables, ``prefork.core.schedules``),
+the number of workers of an older generation, and the workers a retirement check is due
+for. One event then costs the
 same with 4 workers or 256.
 
 Indexes kept by hand drift when one caller forgets one of them, so there is one door:
@@ -67,6 +68,7 @@ class Roster:
         self._by_pid: dict[int, Worker] = {}
         self._unforked: dict[Slot, Worker] = {}  # Spawns not answered yet
         self._active: dict[Slot, Worker] = {}  # slot -> its live worker
+        self._live_in: dict[str, int] = {}  # group -> how many live workers it has
         self.vacancies = Vacancies(refill_time)  # slot below target -> refill time
         self.deadlines = Deadlines()
         self._maybe_surplus: dict[Worker, None] = {}  # workers a retirement check is due for
@@ -97,6 +99,12 @@ class Roster:
         """Workers that count towards a target: spawning, idle or performing."""
         return [w for w in self._workers if w.is_active and group in (None, w.group)]
 
+    def active_count(self, group: str | None = None) -> int:
+        """``len(active(group))``, from the count the door keeps: no walk of the pool."""
+        if group is None:
+            return len(self._active)
+        return self._live_in.get(group, 0)
+
     # the door -----------------------------------------------------------------------
 
     def enlist(self, settings: GroupConfig, slot: int, held: bool = False) -> Worker:
@@ -109,6 +117,8 @@ class Roster:
         self._workers[worker] = None
         key = (worker.group, slot)
         self._unforked[key] = worker
+        if key not in self._active:
+            self._live_in[worker.group] = self._live_in.get(worker.group, 0) + 1
         self._active[key] = worker
         self.vacancies.fill(key)
         self.context.emit(RunHook("before_fork", key))
@@ -168,6 +178,7 @@ class Roster:
         if before in ACTIVE and not worker.is_active:
             if self._active.get(key) is worker:
                 del self._active[key]
+                self._live_in[worker.group] -= 1
             if worker.slot < self.targets.get(worker.group, 0):
                 self.vacancies.open(key)
         if worker.deadline is not None and (worker.deadline != deadline
@@ -254,6 +265,11 @@ class Roster:
             errors.append("two live workers share a slot")
         if active != self._active:
             errors.append(f"live slots {sorted(self._active)} != {sorted(active)}")
+        live_in = {group: sum(w.group == group for w in active.values())
+                   for group in {*self._live_in, *(w.group for w in active.values())}}
+        if {g: n for g, n in live_in.items() if n} != {
+                g: n for g, n in self._live_in.items() if n}:
+            errors.append(f"live workers per group {self._live_in} != {live_in}")
         vacant = {(group, slot) for group, target in self.targets.items()
                   for slot in range(target) if (group, slot) not in active}
         errors += self.vacancies.recount(vacant)
