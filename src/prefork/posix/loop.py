@@ -8,9 +8,9 @@ per worker, the scoreboard, a notify pipe the workers write when setup finishes,
 write end of a "lifeline" pipe whose read end every worker holds (when the master dies
 the kernel closes it, and each worker sees EOF).
 
-Each turn of the loop sleeps in ``poll`` until something happens or until the earliest
-of the core's ``WakeAt`` and the next scoreboard scan, then collects what happened and
-hands it to the core as events, in this order:
+Each turn of the loop sleeps in ``epoll`` (``poller.Poller``) until something happens
+or until the earliest of the core's ``WakeAt`` and the next scoreboard scan, then
+collects what happened and hands it to the core as events, in this order:
 
 1. every reaped child: ``ChildExited``, with the final performs count of its slot.
    These go first so that the core knows a pid is gone before any
@@ -65,7 +65,6 @@ import gc
 import logging
 import math
 import os
-import select
 import signal
 import time
 from collections import deque
@@ -106,6 +105,7 @@ from prefork.core.supervisor import Supervisor
 from prefork.core.worker_machine import WorkerState
 from prefork.posix import process
 from prefork.posix.children import Children
+from prefork.posix.poller import Poller
 from prefork.posix.scoreboard import (
     EVERYONE,
     FRESH_READING,
@@ -217,8 +217,8 @@ class PosixLoop:
         self.signals: SignalWakeup | None = None
         self.notify_r, self.notify_w = nonblocking_pipe()
         self.lifeline_r, self.lifeline_w = nonblocking_pipe()
-        self.poller = select.poll()
-        self.poller.register(self.notify_r, select.POLLIN)
+        self.poller = Poller()
+        self.poller.register(self.notify_r)
         self._notify_capacity = _pipe_capacity(self.notify_w)
         self.workers: dict[int, _Worker] = {}
         self._by_index: dict[int, _Worker] = {}  # the same workers, by scoreboard index
@@ -252,7 +252,7 @@ class PosixLoop:
         """Install the signal handlers, boot, and loop until the core says ``Exit``."""
         self.signals = SignalWakeup()
         self.signals.install()
-        self.poller.register(self.signals.read_fd, select.POLLIN)
+        self.poller.register(self.signals.read_fd)
         try:
             self.boot()
             while self.exit_code is None:
@@ -547,7 +547,7 @@ class PosixLoop:
             pid, effect, index, at = fork
             pidfd = self.children.adopt(pid).pidfd
             if pidfd is not None:
-                self.poller.register(pidfd, select.POLLIN)
+                self.poller.register(pidfd)
             # the baseline is what allocate() wrote before the fork, never a reading
             # taken now: a quick child may have finished its setup already
             worker = _Worker(pid, effect.group, effect.slot, index, FRESH_READING)
@@ -563,6 +563,7 @@ class PosixLoop:
         if self.signals is not None:
             self.signals.reset_in_child()
         self.children.close_in_child()
+        self.poller.close()
         for fd in (self.notify_r, self.lifeline_w):
             try:  # noqa: SIM105  (not contextlib.suppress: each object made is a page copied)
                 os.close(fd)
@@ -589,3 +590,4 @@ class PosixLoop:
         for fd in (self.notify_r, self.notify_w, self.lifeline_r, self.lifeline_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        self.poller.close()
