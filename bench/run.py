@@ -815,6 +815,20 @@ def scaling(args: argparse.Namespace) -> tuple[list[Row], dict[str, object]]:
     return rows, plot
 
 
+def settle_master(pid: int, quiet: float = SETTLE, timeout: float = 120) -> None:
+    """Return once the master has used no CPU for ``quiet`` seconds (raise on timeout):
+    the workers are ready before the master has read all their notices."""
+    end = time.monotonic() + timeout
+    before = cpu_ns(pid)
+    while time.monotonic() < end:
+        time.sleep(quiet)
+        now = cpu_ns(pid)
+        if now == before:
+            return
+        before = now
+    raise TimeoutError(f"master {pid} was still busy after {timeout}s")
+
+
 def scaling_figures(args: argparse.Namespace, n: int) -> dict[str, float]:
     """One repetition at size ``n``: a settled idle pool, then a cycling one."""
     out: dict[str, float] = {}
@@ -822,6 +836,7 @@ def scaling_figures(args: argparse.Namespace, n: int) -> dict[str, float]:
     with running(prefork_argv("ready", n)) as pool:
         out["boot_per_worker"] = (max(pool.ready(n, timeout=300)) - t0) / n * 1e3
         pool.lines.quiet(SETTLE)
+        settle_master(pool.pid)  # a large pool's notices may still be in the master's hands
         out["pss"] = pss_kib(pool.pid) / 1024
         s0, c0 = switches(pool.pid), cpu_ns(pool.pid)
         time.sleep(args.idle_window)
