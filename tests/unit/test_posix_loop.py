@@ -124,6 +124,36 @@ def test_the_timed_scan_reads_every_slot(monkeypatch) -> None:
     loop.close()
 
 
+def test_an_event_that_forks_writes_its_log_lines_after_the_fork() -> None:
+    """A respawn's lines (the death, the error) wait until the replacement is forked: the
+    new worker starts while the master writes them, not after."""
+    forks_when_logged: dict[str, int] = {}
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            forks_when_logged[record.getMessage()] = len(loop._forks)
+
+    logger = logging.getLogger("test.forks-first")
+    logger.addHandler(Recorder())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    config = PoolConfig.of(workers=0, setup_timeout=None, graceful_timeout=5)
+    loop = PosixLoop(Recording(config), ready_then_wait_for_quit, logger,
+                     handle_signals=False, set_titles=False)
+    LOOPS.append(loop)
+    loop.boot()
+    loop.feed(StartWorker())
+    [pid] = loop.workers
+    loop.wait_until(all_idle(loop, [pid]))
+    os.kill(pid, signal.SIGKILL)
+    loop.wait_until(lambda: pid not in loop.workers)
+    [death] = [line for line in forks_when_logged if "killed by signal 9" in line]
+    assert forks_when_logged[death] == 1, "written once the replacement was forked"
+    loop.feed(StopAll())
+    loop.wait_until(lambda: False)
+    loop.close()
+
+
 def test_a_due_deadline_has_every_slot_read_first(monkeypatch) -> None:
     """The core judges a deadline (a perform's timeout) on the readings of that turn: a
     heartbeat written since the last look must be seen before the ``Tick``."""

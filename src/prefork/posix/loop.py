@@ -22,7 +22,8 @@ collects what happened and hands it to the core as events, in this order:
    wake-up costs what changed, not the size of the pool;
 4. ``Tick(now)`` if the core's wake-up time has come.
 
-For each event the core returns effects, which the loop carries out in order. A
+For each event the core returns effects, which the loop carries out in order (but the
+log lines of an event that forks, which are written after its forks). A
 ``Spawn`` forks at once; its answer (``Forked`` or ``ForkFailed``) is queued ahead of
 every other event, which is the one promise the adapter makes to the core. A
 ``ReadConfig`` is answered the same way, at once and ahead of everything but the forks'
@@ -168,6 +169,18 @@ def _pipe_capacity(fd: int) -> int:
         return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)  # type: ignore[attr-defined]
     except (AttributeError, OSError):
         return 4096
+
+
+def _forks_first(effects: list[Effect]) -> list[Effect]:
+    """The effects of one event in order, except that when the event forks, its log
+    lines are written after everything else: a respawn's lines (the death, the reason,
+    the error) would otherwise hold the replacement's fork back by the time it takes to
+    format and write them. The lines keep their order among themselves; hooks, signals
+    and titles keep theirs."""
+    if not any(isinstance(effect, Spawn) for effect in effects):
+        return effects
+    return ([effect for effect in effects if not isinstance(effect, Log)]
+            + [effect for effect in effects if isinstance(effect, Log)])
 
 
 def scan_interval(config: PoolConfig) -> float | None:
@@ -406,7 +419,7 @@ class PosixLoop:
         while self._pending and self.exit_code is None:
             event = self._pending.popleft()
             try:
-                for effect in self.supervisor.handle(event):
+                for effect in _forks_first(self.supervisor.handle(event)):
                     self._carry_out(effect)
             finally:
                 answers = self._answer_forks()
