@@ -55,8 +55,9 @@ class _Poller:
 
     def __init__(self, poller: Any) -> None:
         self._poller = poller
-        self.register = poller.register
-        self.unregister = poller.unregister
+
+    def __getattr__(self, name: str) -> Any:  # register, unregister, close...
+        return getattr(self._poller, name)
 
     def poll(self, *args: Any) -> Any:
         ready = self._poller.poll(*args)
