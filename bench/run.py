@@ -572,7 +572,9 @@ def traced_act(pool: Pool, act: str) -> dict[str, float]:
     pool.lines.wait(lambda item: item[0] == "trace" and item[1] == pid
                     and item[3] == ["idle"], since=start)
     pool.lines.quiet(0.3)
-    for what, who, t, rest in pool.lines.seen[start:]:
+    # in time order: a process writes its notes in batches, so the worker's may be read
+    # before the master's earlier ones
+    for what, who, t, rest in sorted(pool.lines.seen[start:], key=lambda item: item[2]):
         if what != "trace" or t < at["act"]:
             continue
         label = rest[0]
@@ -967,33 +969,88 @@ def write_docs(sections: list[tuple[str, list[Row]]], info: dict[str, str],
     (DOCS / "performance.md").write_text("\n".join(out) + "\n")
 
 
-ANALYSIS = """## Where a target is missed or close, and why (measured on the machine above)
+ANALYSIS = """## How the lifecycle is measured
 
-- **Boot at N=32, target 0.03x gunicorn** (gunicorn's 1.4-2 s is mostly its own random
-  0-100 ms pause between spawns, so the target means about 50 ms). The table's floor row
-  is what no Python pool built on `transitions` can beat: the interpreter, `import
-  transitions` and 32 bare `fork()`s, each child reporting at once. Measured in the same
-  run, the floor alone is about 0.03x gunicorn; prefork takes about 1.8x the floor. Its
-  timeline, timed inside the master (ms since launch, median of 20 launches, N=32): the
-  interpreter is up at 10; `import prefork` ends at 54 (about 20 ms of it `transitions`
-  and what it imports; most of prefork's own 24 ms is creating classes: the core's
-  events, effects and config are 23 frozen dataclasses, about 0.5 ms each on Python
-  3.11); `Boot` is handled and the first fork starts at 55; the 32nd fork ends at 80
-  (0.8 ms per spawn, 0.7 ms of it in `fork()` itself, which copies the master's page
-  tables); the parent's share of the forks (process groups, pidfds) and the 32 `Forked`
-  answers end at 88, while the 32 new workers start on the same 2 cores; all are ready
-  at 89. What could be deferred or batched is: the parent's share of each fork waits
-  until the whole batch is forked (a page the master writes between two forks is copied
-  once per fork), `tomllib` and `argparse` load only when used, and the bench runs
-  prefork as installed, with its bytecode compiled.
-- **Forking strategy, target >= 0.9x a bare fork loop**: at the target within this VM's
-  noise. Three runs on the same day gave medians of 0.87, 0.91 and 0.91 (one fork costs
-  about 1 ms here and varies by 10-15% between repetitions: see the min-max). What a
-  forked perform still adds to the bare loop, measured: the parent-death signal (a
-  `prctl` that keeps a KILLed worker from leaving its perform running, about 4%),
-  flushing stdout and stderr before `os._exit` (about 4%), and the worker's larger heap
-  (0.65 MiB more anonymous memory than the baseline's interpreter, about 40 us of page
-  tables per MiB per fork). The page faults per perform are within 12 of the bare loop's.
+- **Settled pools.** A worker is SIGKILLed, a TTIN or a stop is sent only once no worker
+  has reported ready for 0.5 s. gunicorn's master sleeps a random 0-100 ms after each
+  worker it spawns (`spawn_workers`), and an act made during those sleeps waits for
+  them: the table before this one killed a worker right after boot, so gunicorn's
+  replacement looked like 75 ms and prefork's ratio like 0.036x, which was gunicorn's
+  boot, not its respawn.
+- **The floor** (`bench/floor.py`) is the smallest master that could do the job: a
+  fork-and-wait loop in `python -I -S`, replacing a dead worker at once and forking one
+  more on TTIN, each worker writing its ready line and nothing else. It runs in the same
+  repetitions as prefork and gunicorn. The boot rows' notes add the old floor (the same
+  forks after `import transitions`, prefork's one dependency).
+- A repetition starts prefork and gunicorn twice per N (one stopped by QUIT, one by
+  TERM); its boot, respawn and TTIN samples are the mean of the two, so every ratio pairs
+  the samples of one repetition. The raw samples are in `bench/results/latest.json`.
+
+## Memory: preload, and the default
+
+prefork does not preload by default, and for memory it need not: the master imports the
+job's module before it forks (it checks the job at start, and HUP imports it afresh),
+and it freezes the collector's generations around each fork, so a heap the module builds
+at import is shared by every worker with default settings. The target (<= 0.35x) is
+therefore read against the pool that shares nothing, each worker building the heap in
+its `setup()` (what gunicorn does without `preload_app`), and it is met by the default:
+0.33x (78 MiB against 238 MiB, master 17 MiB of it) in the development runs, 0.33x in
+the table. `preload = true` gives the same total at start (1.01x): what it changes is
+HUP (the module is not imported again) and the master's own collections, which then
+never walk the shared heap (`gc.freeze` for the master's life), so its pages stay
+shared over a long life.
+
+## Where a respawn's time goes
+
+Measured by `--only breakdown` (N=32, medians of 8 before and 20 after;
+`bench/tracing.py`), on the machine above while other work loaded it (load average 5-9
+on 2 cores), before the changes of this round and after them, in microseconds:
+
+| step | before | after |
+|---|---|---|
+| the kill reaches the master (the victim's exit, `poll` returns) | 1117-1430 | BD_ACT |
+| reap (waitpid, the slot released) | 92-99 | BD_REAP |
+| collect the turn (signals, scoreboard) | 158-179 | BD_COLLECT |
+| the core decides, and the lines before the Spawn are written | 1317-1326 | BD_DECIDE |
+| fork() in the master | 827-908 | BD_FORK |
+| child start-up to `setup()` | 1137-1188 | BD_CHILD |
+| of which: drop the master's machinery, make the runtime | 610 | BD_RUNTIME |
+| of which: install the signal handlers | 310 | BD_HANDLERS |
+
+What changed it: the log lines of an event that forks are written after its forks (a
+KILLed worker's error line was formatted and written before its replacement was forked:
+the core's step went from 1210-1464 to 916-938 us in interleaved runs); each wake-up
+reads the scoreboard slots of the workers that gave notice, not all of them; the loop
+sleeps in `epoll`; the status line reads a count instead of walking the roster. The last
+three matter as N grows (below).
+
+What is left, measured, and what sets it:
+
+- **Copy-on-write faults**, in the child and in the master. From `fork()` to `setup()`
+  the new worker takes about 290 minor page faults (`getrusage`), 160 of them while it
+  drops the master's machinery and makes its runtime: each Python object it touches has
+  its reference count written, and each first write to a page shared with the master
+  copies it; here a fault costs about 4-5 us. The master pays the same after each fork
+  (66 faults in the core's step of one respawn, 132 in answering the fork), since every
+  page it writes is shared with the worker just forked.
+- **fork() itself** copies the master's page tables: 533 us for an interpreter that has
+  imported prefork (11 MiB anonymous), 216 us for the floor's bare interpreter (4.4 MiB),
+  0.8-1.1 ms for a running master of 32 workers.
+- **The core's decision** is about 0.3 ms on a simulated pool (`transitions`: about five
+  triggers per event, each some 50 us), more in the real master because of the faults
+  above.
+- **The kill reaching the master** is the kernel tearing the victim down before its
+  pidfd is readable; the floor pays it too.
+- On 2 busy cores the new child also waits to be scheduled: that step varied from 2 to
+  11 ms under load and is not prefork's.
+
+## Targets missed or close, by how much, and why
+
+TARGETS_MISSED
+
+## Cost as the pool grows
+
+SCALING_NOTE
 """
 
 
