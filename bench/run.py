@@ -659,8 +659,11 @@ def rates(args: argparse.Namespace) -> list[Row]:
             simple_ours, simple_bare, verdict=median_overhead < 0.15,
             note=f"overhead per perform: {spread(overhead)} µs (median (min-max))",
             extra={"overhead_us": overhead}),
-        Row("performs/s, forking strategy", "1/s", "bare fork/_exit/waitpid", ">= 0.9x",
-            fork_ours, fork_bare, ratio_min=0.9),
+        Row("performs/s, forking strategy", "1/s", "bare fork/_exit/waitpid",
+            ">= 0.9x, every repetition", fork_ours, fork_bare,
+            verdict=min(a / b for a, b in zip(fork_ours, fork_bare, strict=True)) >= 0.9,
+            note="met only when the lowest paired ratio is >= 0.9 (stably, not only the "
+                 "median)"),
     ]
 
 
