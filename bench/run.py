@@ -223,7 +223,7 @@ class Pool:
                     signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
                 self.proc.wait(timeout=30)
         self.proc.wait(timeout=30)
-        for pid in self.workers:
+        for pid in self.workers | set(_members_of_session(self.pid)):
             if _session_of(pid) == self.pid:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
@@ -242,6 +242,16 @@ def child_log() -> int:
         _LOG.append(os.open(RESULTS / "children.log.tmp",
                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
     return _LOG[0]
+
+
+def _members_of_session(sid: int) -> list[int]:
+    """The pids whose session is ``sid`` (one the bench started): a worker it never
+    heard of (it died before reporting, or the report was lost) is still found."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _session_of(int(entry.name)) == sid:
+            members.append(int(entry.name))
+    return members
 
 
 def _session_of(pid: int) -> int | None:
