@@ -154,6 +154,22 @@ def test_an_event_that_forks_writes_its_log_lines_after_the_fork() -> None:
     loop.close()
 
 
+def test_the_log_lines_of_an_event_wait_for_its_forks_but_not_for_its_signals() -> None:
+    """A timeout's "dumping its stack" line must come before the stack the ABRT makes
+    the worker write, even when the same event forks the replacement."""
+    from prefork.core.effects import Kill, Log, Spawn
+    from prefork.core.signals import Sig
+    from prefork.posix.loop import _forks_first
+
+    timed_out, dumping = Log("info", "performing -> stopping"), Log("error", "dumping")
+    abrt, spawn, spawned = Kill(7, Sig.ABRT), Spawn("default", 0), Log("info", "spawned")
+    assert _forks_first([timed_out, dumping, abrt, spawn, spawned]) == [
+        timed_out, dumping, abrt, spawn, spawned]
+    assert _forks_first([timed_out, spawn, abrt, spawned]) == [
+        spawn, timed_out, abrt, spawned]
+    assert _forks_first([timed_out, abrt]) == [timed_out, abrt], "no fork: as it came"
+
+
 def test_a_due_deadline_has_every_slot_read_first(monkeypatch) -> None:
     """The core judges a deadline (a perform's timeout) on the readings of that turn: a
     heartbeat written since the last look must be seen before the ``Tick``."""

@@ -23,7 +23,7 @@ collects what happened and hands it to the core as events, in this order:
 4. ``Tick(now)`` if the core's wake-up time has come.
 
 For each event the core returns effects, which the loop carries out in order (but the
-log lines of an event that forks, which are written after its forks). A
+log lines of an event that forks, which wait for its forks, never for its signals). A
 ``Spawn`` forks at once; its answer (``Forked`` or ``ForkFailed``) is queued ahead of
 every other event, which is the one promise the adapter makes to the core. A
 ``ReadConfig`` is answered the same way, at once and ahead of everything but the forks'
@@ -173,14 +173,24 @@ def _pipe_capacity(fd: int) -> int:
 
 def _forks_first(effects: list[Effect]) -> list[Effect]:
     """The effects of one event in order, except that when the event forks, its log
-    lines are written after everything else: a respawn's lines (the death, the reason,
-    the error) would otherwise hold the replacement's fork back by the time it takes to
-    format and write them. The lines keep their order among themselves; hooks, signals
-    and titles keep theirs."""
+    lines wait for its forks, but never for its signals: a respawn's lines (the death,
+    the reason, the error) would otherwise hold the replacement's fork back by the time
+    it takes to format and write them, while a line that says a signal is sent (a
+    timeout's "dumping its stack") must come before what the signal makes the worker
+    write. The lines keep their order among themselves; the other effects keep theirs."""
     if not any(isinstance(effect, Spawn) for effect in effects):
         return effects
-    return ([effect for effect in effects if not isinstance(effect, Log)]
-            + [effect for effect in effects if isinstance(effect, Log)])
+    ordered: list[Effect] = []
+    held: list[Effect] = []
+    for effect in effects:
+        if isinstance(effect, Log):
+            held.append(effect)
+            continue
+        if isinstance(effect, Kill):
+            ordered += held
+            held = []
+        ordered.append(effect)
+    return ordered + held
 
 
 def scan_interval(config: PoolConfig) -> float | None:
