@@ -64,6 +64,25 @@ def test_the_live_workers_of_each_group_are_counted_at_the_door(monkeypatch) -> 
     assert status_line(MasterState.RUNNING, roster) == "running: 2/3 workers (a 1/2, b 1/1)"
 
 
+def test_the_machine_adds_and_drops_a_model_without_comparing_the_others(monkeypatch) -> None:
+    """After each fork every page of the master is shared with the new worker, and each
+    object the master touches is a page copied. A list's ``in`` and ``remove`` compare
+    the model with every other (a reference count written on each): with 1024 workers,
+    a thousand pages copied per respawn. The machine keeps its models by identity."""
+    from prefork.core.worker_machine import Worker
+
+    context = MachineContext()
+    config = PoolConfig.of(groups={"a": 3}, setup_timeout=None)
+    roster = Roster(config, context, lambda group, slot: 0.0)
+    workers = [roster.enlist(config.group("a"), slot) for slot in range(3)]
+    for pid, worker in enumerate(workers, start=40):
+        roster.change(worker, "forked", pid)
+    monkeypatch.setattr(Worker, "__eq__", lambda self, other: pytest.fail("compared"))
+    roster.change(workers[2], "exited", 1, None)
+    roster.enlist(config.group("a"), 2)
+    assert roster.recount() == []
+
+
 def test_the_door_indexes_the_pid_and_forgets_the_dead() -> None:
     context = MachineContext()
     config = PoolConfig.of(groups={"a": 1}, setup_timeout=None)
