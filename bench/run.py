@@ -259,7 +259,7 @@ def _session_of(pid: int) -> int | None:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[4])
+    return int(stat.rsplit(")", 1)[1].split()[3])  # state, ppid, pgrp, session
 
 
 def start(argv: list[str], env: dict[str, str] | None = None,
