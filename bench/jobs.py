@@ -20,6 +20,7 @@ import time
 from array import array
 
 HEAP_MIB = int(os.environ.get("BENCH_HEAP_MIB", "50"))
+TRACE = os.environ.get("BENCH_TRACE") == "1"
 
 
 def report(what: str, *values: object) -> None:
@@ -47,6 +48,10 @@ class Ready:
     """Reports when its setup is done, then idles."""
 
     def setup(self) -> None:
+        if TRACE:
+            import tracing
+
+            tracing.note("setup")
         report("ready")
 
     def perform(self) -> None:
@@ -121,13 +126,33 @@ class Steady:
         time.sleep(self.pause)
 
 
-JOBS = {"ready": Ready, "noop": Noop, "heap": Heap, "drain": Drain, "steady": Steady}
+class Cycle:
+    """A worker that lives an exponentially distributed time (mean BENCH_LIFE_S seconds)
+    in one perform, then retires (run with max_performs=1): N/mean exits per second,
+    spread out as a Poisson process from the start."""
+
+    def setup(self) -> None:
+        import random
+
+        self.life = min(random.expovariate(1 / float(os.environ["BENCH_LIFE_S"])), 300.0)
+        report("ready")
+
+    def perform(self) -> None:
+        time.sleep(self.life)
+
+
+JOBS = {"ready": Ready, "noop": Noop, "heap": Heap, "drain": Drain, "steady": Steady,
+        "cycle": Cycle}
 
 
 def run_prefork(kind: str, workers: int, strategy: str, max_performs: int | None,
                 timeout: float | None) -> int:
     import prefork
 
+    if TRACE:  # where a respawn's time goes (bench/tracing.py)
+        import tracing
+
+        tracing.install()
     logger = logging.getLogger("bench.prefork")
     logger.addHandler(logging.StreamHandler(sys.stderr))
     logger.setLevel(logging.WARNING)

@@ -17,7 +17,7 @@ from prefork.child.strategies import forking_loop, simple_loop
 from prefork.core import PoolConfig
 from prefork.core.events import MemorySampled
 from prefork.posix.memory import MemorySampler, memory_figure, resident_mib, unique_mib
-from prefork.posix.scoreboard import IDLE, Scoreboard
+from prefork.posix.scoreboard import IDLE, Scoreboard, notice
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -152,7 +152,7 @@ def test_at_its_limit_a_worker_asks_for_a_replacement_and_performs_on(loop) -> N
     assert worker.process.state is ProcessState.STOPPING
 
 
-def test_the_ask_is_one_byte_on_the_notify_pipe_and_a_line() -> None:
+def test_the_ask_is_the_slot_s_notice_on_the_notify_pipe_and_a_line() -> None:
     records: list[logging.LogRecord] = []
 
     class Keep(logging.Handler):
@@ -172,7 +172,7 @@ def test_the_ask_is_one_byte_on_the_notify_pipe_and_a_line() -> None:
     worker, board, index = make_ready_worker(perform, recycle_after=3, logger=logger)
     worker.spec = worker.spec._replace(notify_fd=notify_w)
     simple_loop(worker, perform)
-    assert os.read(notify_r, 16) == b"!"
+    assert os.read(notify_r, 16) == notice(index), "the notice names its slot"
     assert any("did 3 performs (max_performs 3): asking for a replacement" in r.getMessage()
                for r in records)
     assert board.read(index).state == IDLE

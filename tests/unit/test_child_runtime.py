@@ -18,7 +18,7 @@ from prefork.child.runtime import Runtime, RuntimeOptions
 from prefork.child.strategies import forking_loop, simple_loop
 from prefork.job import job_spec
 from prefork.posix.loop import Handoff
-from prefork.posix.scoreboard import IDLE, PERFORMING, SPAWNING, Scoreboard
+from prefork.posix.scoreboard import IDLE, PERFORMING, SPAWNING, Scoreboard, notice
 from prefork.posix.signal_pipe import nonblocking_pipe
 
 pytestmark = pytest.mark.timeout(20)
@@ -146,7 +146,7 @@ def test_a_whole_life_runs_setup_performs_and_teardown_then_exits_0() -> None:
     worker.spec = worker.spec._replace(notify_fd=notify_w)
     assert worker.live(bound(worker)) == 0
     assert job.calls == ["setup", "perform", "perform", "teardown"]
-    assert os.read(notify_r, 10) == b"!", "one byte says setup finished"
+    assert os.read(notify_r, 10) == notice(index), "its slot's notice says setup finished"
     assert board.read(index).state == IDLE
     assert worker.process.state is ProcessState.EXITED
 

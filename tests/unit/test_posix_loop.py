@@ -15,7 +15,7 @@ from prefork.core.settings import PoolConfig
 from prefork.core.supervisor import Supervisor
 from prefork.core.worker_machine import WorkerState
 from prefork.posix.loop import Handoff, PosixLoop
-from prefork.posix.scoreboard import IDLE
+from prefork.posix.scoreboard import IDLE, notice
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -40,6 +40,166 @@ def ready_then_wait_for_quit(spec: Handoff) -> int:
     # failing test leaves nothing behind
     signal.sigtimedwait({signal.SIGQUIT}, 10)
     return 0
+
+
+def ready_then_count_a_perform_on_usr1(spec: Handoff) -> int:
+    """Ready (by its own notice); on USR1 one perform counted and noticed; QUIT ends it."""
+    spec.board_slot.state[0] = IDLE
+    os.write(spec.notify_fd, notice(spec.board_slot.index))
+    signal.sigtimedwait({signal.SIGUSR1}, 10)
+    spec.board_slot.performs[0] = 1
+    os.write(spec.notify_fd, notice(spec.board_slot.index))
+    signal.sigtimedwait({signal.SIGQUIT}, 10)
+    return 0
+
+
+def counting_reads(loop: PosixLoop, monkeypatch) -> list[int]:  # type: ignore[no-untyped-def]
+    """The scoreboard indexes the loop reads from now on, in order."""
+    reads: list[int] = []
+    read = loop.board.read
+
+    def counted(index: int):  # type: ignore[no-untyped-def]
+        reads.append(index)
+        return read(index)
+
+    monkeypatch.setattr(loop.board, "read", counted)
+    return reads
+
+
+def all_idle(loop: PosixLoop, pids: list[int]):  # type: ignore[no-untyped-def]
+    return lambda: all(loop.supervisor.worker_by_pid(pid).state is WorkerState.IDLE
+                       for pid in pids)
+
+
+def test_a_wake_up_reads_only_the_slots_of_the_workers_that_gave_notice(monkeypatch) -> None:
+    """A worker's notice names its slot: the master looks at that slot, not at every
+    worker's (a pool of a thousand would read a thousand slots per wake-up)."""
+    loop = make_loop(ready_then_count_a_perform_on_usr1)
+    for _ in range(3):
+        loop.feed(StartWorker())
+    pids = list(loop.workers)
+    loop.wait_until(all_idle(loop, pids))
+    reads = counting_reads(loop, monkeypatch)
+    speaker = loop.workers[pids[1]]
+    os.kill(speaker.pid, signal.SIGUSR1)
+    loop.wait_until(lambda: loop.supervisor.worker_by_pid(speaker.pid).performs == 1)
+    assert reads == [speaker.index]
+    loop.feed(StopAll())
+    loop.wait_until(lambda: False)
+    assert loop.exit_code == 0
+    loop.close()
+
+
+def test_a_notice_that_names_no_slot_has_every_slot_read(monkeypatch) -> None:
+    """Anything else on the notify pipe (a byte that is no slot's notice, or a pipe that
+    was full, when notices may have been lost) makes the master look at everyone."""
+    loop = make_loop(ready_then_wait_for_quit)  # its notice is b"!"
+    for _ in range(3):
+        loop.feed(StartWorker())
+    pids = list(loop.workers)
+    loop.wait_until(all_idle(loop, pids))
+    reads = counting_reads(loop, monkeypatch)
+    os.write(loop.notify_w, b"!")
+    loop.turn(block=True)
+    assert sorted(reads) == sorted(worker.index for worker in loop.workers.values())
+    loop.feed(StopAll())
+    loop.wait_until(lambda: False)
+    loop.close()
+
+
+def test_the_timed_scan_reads_every_slot(monkeypatch) -> None:
+    """With a perform timeout, every worker's slot is read once per scan: that is how the
+    core learns that a perform began, whoever gave notice."""
+    loop = make_loop(ready_then_count_a_perform_on_usr1, timeout=0.2)
+    for _ in range(2):
+        loop.feed(StartWorker())
+    pids = list(loop.workers)
+    loop.wait_until(all_idle(loop, pids))
+    reads = counting_reads(loop, monkeypatch)
+    while not reads:  # nothing else happens: the next wake-up is the scan's
+        loop.turn(block=True)
+    assert sorted(reads) == sorted(worker.index for worker in loop.workers.values())
+    loop.feed(StopAll())
+    loop.wait_until(lambda: False)
+    loop.close()
+
+
+def test_an_event_that_forks_writes_its_log_lines_after_the_fork() -> None:
+    """A respawn's lines (the death, the error) wait until the replacement is forked: the
+    new worker starts while the master writes them, not after."""
+    forks_when_logged: dict[str, int] = {}
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            forks_when_logged[record.getMessage()] = len(loop._forks)
+
+    logger = logging.getLogger("test.forks-first")
+    logger.addHandler(Recorder())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    config = PoolConfig.of(workers=0, setup_timeout=None, graceful_timeout=5)
+    loop = PosixLoop(Recording(config), ready_then_wait_for_quit, logger,
+                     handle_signals=False, set_titles=False)
+    LOOPS.append(loop)
+    loop.boot()
+    loop.feed(StartWorker())
+    [pid] = loop.workers
+    loop.wait_until(all_idle(loop, [pid]))
+    os.kill(pid, signal.SIGKILL)
+    loop.wait_until(lambda: pid not in loop.workers)
+    [death] = [line for line in forks_when_logged if "killed by signal 9" in line]
+    assert forks_when_logged[death] == 1, "written once the replacement was forked"
+    loop.feed(StopAll())
+    loop.wait_until(lambda: False)
+    loop.close()
+
+
+def test_the_log_lines_of_an_event_wait_for_its_forks_but_not_for_its_signals() -> None:
+    """A timeout's "dumping its stack" line must come before the stack the ABRT makes
+    the worker write, even when the same event forks the replacement."""
+    from prefork.core.effects import Kill, Log, Spawn
+    from prefork.core.signals import Sig
+    from prefork.posix.loop import _forks_first
+
+    timed_out, dumping = Log("info", "performing -> stopping"), Log("error", "dumping")
+    abrt, spawn, spawned = Kill(7, Sig.ABRT), Spawn("default", 0), Log("info", "spawned")
+    assert _forks_first([timed_out, dumping, abrt, spawn, spawned]) == [
+        timed_out, dumping, abrt, spawn, spawned]
+    assert _forks_first([timed_out, spawn, abrt, spawned]) == [
+        spawn, timed_out, abrt, spawned]
+    assert _forks_first([timed_out, abrt]) == [timed_out, abrt], "no fork: as it came"
+
+
+def test_a_due_deadline_has_every_slot_read_first(monkeypatch) -> None:
+    """The core judges a deadline (a perform's timeout) on the readings of that turn: a
+    heartbeat written since the last look must be seen before the ``Tick``."""
+    loop = make_loop(ready_then_wait_for_quit)
+    for _ in range(2):
+        loop.feed(StartWorker())
+    pids = list(loop.workers)
+    loop.wait_until(all_idle(loop, pids))
+    reads = counting_reads(loop, monkeypatch)
+    loop.wake_at = time.monotonic()  # as the core's WakeAt would set it
+    loop.turn(block=True)
+    assert sorted(reads) == sorted(worker.index for worker in loop.workers.values())
+    loop.feed(StopAll())
+    loop.wait_until(lambda: False)
+    loop.close()
+
+
+def test_a_status_request_looks_at_every_worker_first(monkeypatch) -> None:
+    loop = make_loop(ready_then_wait_for_quit)
+    for _ in range(2):
+        loop.feed(StartWorker())
+    pids = list(loop.workers)
+    loop.wait_until(all_idle(loop, pids))
+    quiet = loop.workers[pids[0]]
+    loop.board.slot(quiet.index).performs[0] = 7  # counted, no notice given
+    loop.ask_status()
+    assert loop.supervisor.worker_by_pid(quiet.pid).performs == 7
+    loop.feed(StopAll())
+    loop.wait_until(lambda: False)
+    loop.close()
 
 
 def perform_three_then_exit(spec: Handoff) -> int:

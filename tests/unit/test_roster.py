@@ -43,6 +43,46 @@ def test_enlisting_runs_before_fork_then_asks_for_the_fork() -> None:
     assert roster.recount() == []
 
 
+def test_the_live_workers_of_each_group_are_counted_at_the_door(monkeypatch) -> None:
+    """The status line (told after every event) counts each group's live workers: from a
+    count the door keeps, never by walking the pool."""
+    from prefork.core.master_states import MasterState
+    from prefork.core.status import status_line
+
+    context = MachineContext()
+    config = PoolConfig.of(groups={"a": 2, "b": 1}, setup_timeout=None)
+    roster = Roster(config, context, lambda group, slot: 0.0)
+    a0, a1, b0 = (roster.enlist(config.group(g), slot) for g, slot in (("a", 0), ("a", 1),
+                                                                        ("b", 0)))
+    for pid, worker in enumerate((a0, a1, b0), start=40):
+        roster.change(worker, "forked", pid)
+    roster.change(a1, "exited", 1, None)
+    assert (roster.active_count("a"), roster.active_count("b"), roster.active_count()) == (
+        1, 1, 2)
+    assert roster.recount() == []
+    monkeypatch.setattr(Roster, "active", lambda *args: pytest.fail("walked the pool"))
+    assert status_line(MasterState.RUNNING, roster) == "running: 2/3 workers (a 1/2, b 1/1)"
+
+
+def test_the_machine_adds_and_drops_a_model_without_comparing_the_others(monkeypatch) -> None:
+    """After each fork every page of the master is shared with the new worker, and each
+    object the master touches is a page copied. A list's ``in`` and ``remove`` compare
+    the model with every other (a reference count written on each): with 1024 workers,
+    a thousand pages copied per respawn. The machine keeps its models by identity."""
+    from prefork.core.worker_machine import Worker
+
+    context = MachineContext()
+    config = PoolConfig.of(groups={"a": 3}, setup_timeout=None)
+    roster = Roster(config, context, lambda group, slot: 0.0)
+    workers = [roster.enlist(config.group("a"), slot) for slot in range(3)]
+    for pid, worker in enumerate(workers, start=40):
+        roster.change(worker, "forked", pid)
+    monkeypatch.setattr(Worker, "__eq__", lambda self, other: pytest.fail("compared"))
+    roster.change(workers[2], "exited", 1, None)
+    roster.enlist(config.group("a"), 2)
+    assert roster.recount() == []
+
+
 def test_the_door_indexes_the_pid_and_forgets_the_dead() -> None:
     context = MachineContext()
     config = PoolConfig.of(groups={"a": 1}, setup_timeout=None)
@@ -99,7 +139,10 @@ def test_the_bookkeeping_check_finds_each_kind_of_drift() -> None:
     assert drifted(lambda roster: setattr(roster.workers[1], "slot", 0)) == [
         "two live workers share a slot",
         "live slots [('a', 0), ('a', 1)] != [('a', 0)]",
+        "live workers per group {'a': 2} != {'a': 1}",
         "vacant slots [] != [('a', 1)]"]
+    assert drifted(lambda roster: roster._live_in.update({"a": 3})) == [
+        "live workers per group {'a': 3} != {'a': 2}"]
 
     driver = booted(workers=1, restart_backoff=2)  # a slot vacant until its back-off ends
     for at in (1.0, 1.5):

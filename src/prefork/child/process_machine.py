@@ -117,7 +117,7 @@ class MarkIdle(ProcessEffect):
 
 @dataclass(frozen=True)
 class NotifyMaster(ProcessEffect):
-    """One byte on the notify pipe: the only time a worker wakes its master."""
+    """Its slot's index on the notify pipe: the only time a worker wakes its master."""
 
 
 @dataclass(frozen=True)

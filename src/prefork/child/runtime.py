@@ -6,7 +6,7 @@ Theory of operation
 The master forks; the child arrives here with the master's signals blocked. It installs
 its own handlers first and only then unblocks them, so a QUIT sent the instant the
 worker was forked waits for the right handler. Then it makes sure it will notice its
-master's death, runs ``setup()``, says so in its scoreboard slot and with one byte on
+master's death, runs ``setup()``, says so in its scoreboard slot and with its slot's index on
 the notify pipe (the only time a worker wakes the master), and performs until told to
 stop.
 
@@ -91,7 +91,7 @@ from prefork.interrupts import PerformTimeout, Shutdown
 from prefork.job import BoundJob, Flags, JobSpec, WorkerContext
 from prefork.posix import process, titles
 from prefork.posix.loop import Handoff
-from prefork.posix.scoreboard import IDLE, PERFORMING, RECYCLE_CODES
+from prefork.posix.scoreboard import IDLE, PERFORMING, RECYCLE_CODES, notice
 from prefork.posix.signal_pipe import drain, nonblocking_pipe
 
 PERFORM_LOOPS = {"simple": simple_loop, "forking": forking_loop}
@@ -544,7 +544,7 @@ class Runtime:
 
     def _notify_master(self) -> None:
         with contextlib.suppress(BlockingIOError, BrokenPipeError):
-            os.write(self.spec.notify_fd, b"!")
+            os.write(self.spec.notify_fd, notice(self.slot.index))
 
     # attending, between performs ---------------------------------------------------------
 

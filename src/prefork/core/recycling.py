@@ -6,7 +6,7 @@ the replacement has forked and run its ``setup()``, which may take seconds (a mo
 load, a connection pool to fill). With every worker of a pool drawn to the same limit,
 the whole pool would go down at once. So recycling goes the other way round:
 
-1. the worker *asks* (its scoreboard slot says why, and one byte on the notify pipe wakes
+1. the worker *asks* (its scoreboard slot says why, and its notice on the notify pipe wakes
    the master), or the master's own sample of its memory says it is over the limit;
 2. the worker machine's ``recycle_requested`` or ``memory_sampled`` row moves it to
    ``retiring``: it no longer counts toward its group's target, so the slot falls vacant

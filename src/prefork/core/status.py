@@ -53,7 +53,7 @@ def status_line(state: MasterState, roster: Roster) -> str | None:
     if state in LEAVING:
         return f"{state}: {len(roster)} workers left"
     targets = roster.targets
-    counts = {group: len(roster.active(group)) for group in targets}
+    counts = {group: roster.active_count(group) for group in targets}
     line = f"{state}: {sum(counts.values())}/{sum(targets.values())} workers"
     if len(targets) > 1:
         line += " (" + ", ".join(f"{group} {counts[group]}/{target}"

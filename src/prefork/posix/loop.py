@@ -8,19 +8,24 @@ per worker, the scoreboard, a notify pipe the workers write when setup finishes,
 write end of a "lifeline" pipe whose read end every worker holds (when the master dies
 the kernel closes it, and each worker sees EOF).
 
-Each turn of the loop sleeps in ``poll`` until something happens or until the earliest
-of the core's ``WakeAt`` and the next scoreboard scan, then collects what happened and
-hands it to the core as events, in this order:
+Each turn of the loop sleeps in ``epoll`` (``poller.Poller``) until something happens
+or until the earliest of the core's ``WakeAt`` and the next scoreboard scan, then
+collects what happened and hands it to the core as events, in this order:
 
 1. every reaped child: ``ChildExited``, with the final performs count of its slot.
    These go first so that the core knows a pid is gone before any
    other event of the turn could make it signal that pid;
 2. each delivered signal, one ``Signal`` per delivery;
-3. what changed on the scoreboard (``Observed``), and, for pools with ``max_memory``,
-   the workers' memory every few seconds (``MemorySampled``, ``posix.memory``);
+3. what changed on the scoreboard (``Observed``): in the slots of the workers that gave
+   notice on the notify pipe (each writes its slot's index), or in every slot when the
+   timed scan or a deadline of the core is due (or a notice may have been lost); so a
+   wake-up costs what changed, not the size of the pool; and, for pools with
+   ``max_memory``, the workers' memory every few seconds (``MemorySampled``,
+   ``posix.memory``);
 4. ``Tick(now)`` if the core's wake-up time has come.
 
-For each event the core returns effects, which the loop carries out in order. A
+For each event the core returns effects, which the loop carries out in order (but the
+log lines of an event that forks, which wait for its forks, never for its signals). A
 ``Spawn`` forks at once; its answer (``Forked`` or ``ForkFailed``) is queued ahead of
 every other event, which is the one promise the adapter makes to the core. A
 ``ReadConfig`` is answered the same way, at once and ahead of everything but the forks'
@@ -40,11 +45,12 @@ that is how the core learns that a perform began, early enough to give its deadl
 the moment (the worker stamps the perform's start, and a scan within ``timeout`` of it
 puts the core's deadline exactly at start + timeout). A pool that scales by its spare
 workers is scanned every ``scale_interval`` (1 s by default) for the same reason: the
-readings are how its rule learns that idle workers became busy. A scan reads 32 bytes per
-worker and hands the core only the readings that changed.
+readings are how its rule learns that idle workers became busy. A scan reads each
+worker's slot and hands the core only the readings that changed. A status request
+(``ask_status``) reads every slot first, so that the snapshot has the counts of the moment.
 
 Endpoints: the control socket and the health port (``posix.serving``), when given, are
-sockets in the same ``poll`` set, served after the turn's events (a request reads the
+sockets in the same poll set, served after the turn's events (a request reads the
 scoreboard the turn just read); a command becomes the event its signal would be. They
 add a wake-up only while a connection is open (its deadline), and a worker closes its
 copies of their sockets right after the fork.
@@ -66,15 +72,15 @@ and even when carrying out an effect raised, so that no child goes unrecorded.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import gc
 import logging
 import math
 import os
-import select
 import signal
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from prefork.core.effects import (
@@ -114,7 +120,16 @@ from prefork.posix import process
 from prefork.posix.children import Children
 from prefork.posix.control import MasterView
 from prefork.posix.memory import MemorySampler
-from prefork.posix.scoreboard import FRESH_READING, Durations, Reading, Scoreboard, Slot
+from prefork.posix.poller import Poller
+from prefork.posix.scoreboard import (
+    EVERYONE,
+    FRESH_READING,
+    Durations,
+    Reading,
+    Scoreboard,
+    Slot,
+    noticed,
+)
 from prefork.posix.serving import Endpoints
 from prefork.posix.signal_pipe import (
     MASTER_SIGNALS,
@@ -161,6 +176,37 @@ class _Worker:
         self.slot = slot
         self.index = index
         self.last = last
+
+
+def _pipe_capacity(fd: int) -> int:
+    """How many bytes the pipe ``fd`` holds (Linux says; elsewhere, one page, the least a
+    pipe holds: reading that much is taken as "notices may have been lost")."""
+    try:
+        return fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return 4096
+
+
+def _forks_first(effects: list[Effect]) -> list[Effect]:
+    """The effects of one event in order, except that when the event forks, its log
+    lines wait for its forks, but never for its signals: a respawn's lines (the death,
+    the reason, the error) would otherwise hold the replacement's fork back by the time
+    it takes to format and write them, while a line that says a signal is sent (a
+    timeout's "dumping its stack") must come before what the signal makes the worker
+    write. The lines keep their order among themselves; the other effects keep theirs."""
+    if not any(isinstance(effect, Spawn) for effect in effects):
+        return effects
+    ordered: list[Effect] = []
+    held: list[Effect] = []
+    for effect in effects:
+        if isinstance(effect, Log):
+            held.append(effect)
+            continue
+        if isinstance(effect, Kill):
+            ordered += held
+            held = []
+        ordered.append(effect)
+    return ordered + held
 
 
 def scan_interval(config: PoolConfig) -> float | None:
@@ -214,9 +260,11 @@ class PosixLoop:
         self.signals: SignalWakeup | None = None
         self.notify_r, self.notify_w = nonblocking_pipe()
         self.lifeline_r, self.lifeline_w = nonblocking_pipe()
-        self.poller = select.poll()
-        self.poller.register(self.notify_r, select.POLLIN)
+        self.poller = Poller()
+        self.poller.register(self.notify_r)
+        self._notify_capacity = _pipe_capacity(self.notify_w)
         self.workers: dict[int, _Worker] = {}
+        self._by_index: dict[int, _Worker] = {}  # the same workers, by scoreboard index
         self.wake_at: float | None = None
         self.exit_code: int | None = None
         self.booted = False
@@ -256,7 +304,7 @@ class PosixLoop:
         """Install the signal handlers, boot, and loop until the core says ``Exit``."""
         self.signals = SignalWakeup()
         self.signals.install()
-        self.poller.register(self.signals.read_fd, select.POLLIN)
+        self.poller.register(self.signals.read_fd)
         try:
             self.boot()
             while self.exit_code is None:
@@ -302,7 +350,8 @@ class PosixLoop:
             return self.supervisor.snapshot()
         request = object()
         self._asking.add(request)
-        try:
+        try:  # what the workers counted without a notice, first
+            self._pending.extend(self._look_at(self.workers.values(), time.monotonic()))
             self.feed(Status(request, at=time.monotonic()))
         finally:
             self._asking.discard(request)
@@ -336,17 +385,49 @@ class PosixLoop:
                 if sig is not Sig.CHLD:  # a worker's exit says more than its SIGCHLD
                     self.logger.info(f"master got {sig}")
                 events.append(Signal(sig, at=now))
-        if self.notify_r in ready:
-            drain(self.notify_r)
-        for worker in self.workers.values():
-            observed = self._observe(worker, now)
-            if observed is not None:
-                events.append(observed)
-        self._next_scan = now + self.scan_every if self.scan_every and self.workers else None
+        events.extend(self._look_at(self._to_look_at(ready, now), now))
         events += self.memory.collect(((w.pid, w.group) for w in self.workers.values()),
                                       self.supervisor.config, now)
         if self.wake_at is not None and now >= self.wake_at:
             events.append(Tick(now))
+        return events
+
+    def _to_look_at(self, ready: set[int], now: float) -> Iterable[_Worker]:
+        """The workers whose slots this turn reads: those that gave notice, or everyone
+        when the scan is due (a perform ``timeout`` is set, or a pool scales), when one of
+        the core's deadlines is (a heartbeat may have moved it), when the memory sample
+        is (``max_memory``), or when a notice may be lost.
+
+        So a wake-up costs what changed, not the size of the pool."""
+        notices: set[int] | None = set()
+        if self.notify_r in ready:
+            data = drain(self.notify_r)
+            notices = noticed(data, full=len(data) >= self._notify_capacity)
+        every = self.scan_every
+        if not every or not self.workers:
+            self._next_scan = None
+        elif self._next_scan is None or now >= self._next_scan:
+            due, self._next_scan = self._next_scan is not None, now + every
+            if due:
+                notices = EVERYONE
+        else:  # a reload may have shortened the timeout
+            self._next_scan = min(self._next_scan, now + every)
+        if self.wake_at is not None and now >= self.wake_at:
+            notices = EVERYONE  # a deadline is due: the core judges it on fresh readings
+        sample_at = self.memory.next_at
+        if sample_at is not None and now >= sample_at:
+            notices = EVERYONE  # a memory sample is judged with the perform it was taken in
+        if notices is EVERYONE:
+            return list(self.workers.values())
+        return [self._by_index[i] for i in sorted(notices) if i in self._by_index]
+
+    def _look_at(self, workers: Iterable[_Worker], now: float) -> list[Event]:
+        """An ``Observed`` for each of ``workers`` whose slot changed since the last look."""
+        events: list[Event] = []
+        for worker in workers:
+            observed = self._observe(worker, now)
+            if observed is not None:
+                events.append(observed)
         return events
 
     def _exited(self, pid: int, status: int, now: float) -> list[Event]:
@@ -359,6 +440,7 @@ class PosixLoop:
             self.durations.retire(worker.group, self.board, worker.index)
             performs, performing = final.performs, final.worker_state is WorkerState.PERFORMING
             self.board.release(worker.index)
+            self._by_index.pop(worker.index, None)
             child = self.children.live.get(pid)
             if child is not None and child.pidfd is not None:
                 self.poller.unregister(child.pidfd)
@@ -399,7 +481,7 @@ class PosixLoop:
         while self._pending and self.exit_code is None:
             event = self._pending.popleft()
             try:
-                for effect in self.supervisor.handle(event):
+                for effect in _forks_first(self.supervisor.handle(event)):
                     self._carry_out(effect)
             finally:
                 answers = self._answer_forks()
@@ -540,10 +622,11 @@ class PosixLoop:
             pid, effect, index, at = fork
             pidfd = self.children.adopt(pid).pidfd
             if pidfd is not None:
-                self.poller.register(pidfd, select.POLLIN)
+                self.poller.register(pidfd)
             # the baseline is what allocate() wrote before the fork, never a reading
             # taken now: a quick child may have finished its setup already
-            self.workers[pid] = _Worker(pid, effect.group, effect.slot, index, FRESH_READING)
+            worker = _Worker(pid, effect.group, effect.slot, index, FRESH_READING)
+            self.workers[pid] = self._by_index[index] = worker
             answers.append(Forked(effect.group, effect.slot, pid, at=at))
             self.logger.debug(f"forked pid={pid} for {effect.group}#{effect.slot}")
         return answers
@@ -557,6 +640,7 @@ class PosixLoop:
         self.children.close_in_child()
         if self.endpoints is not None:
             self.endpoints.close_in_child()
+        self.poller.close()
         for fd in (self.notify_r, self.lifeline_w):
             try:  # noqa: SIM105  (not contextlib.suppress: each object made is a page copied)
                 os.close(fd)
@@ -583,3 +667,4 @@ class PosixLoop:
         for fd in (self.notify_r, self.notify_w, self.lifeline_r, self.lifeline_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
+        self.poller.close()

@@ -5,7 +5,8 @@ times a second without a system call, and the master must be able to look at eve
 worker without asking any of them. So the master maps anonymous shared memory *before*
 forking, every worker inherits the mapping, and each worker writes its own fixed-size
 slot with plain stores through typed ``memoryview`` casts (no system call, no
-allocation). The master reads the slots whenever it wakes up and turns what changed into
+allocation). The master reads the slots of the workers that gave notice (below), and
+every slot at its timed scans and before a status, and turns what changed into
 ``Observed`` events for the core.
 
 A slot is 160 bytes::
@@ -37,6 +38,13 @@ of its own, reset by the master before the fork and freed when the worker is rea
 Memory comes in segments of 256 slots; a full scoreboard grows by another segment
 (workers already running keep their segment, which stays mapped), so the pool size has
 no fixed bound. Pages are only touched when used.
+
+A worker's notice: when a worker has something to say at once (its setup is done, a
+forked perform's child failed) it writes its slot's index on the notify pipe, four bytes
+(``notice``), and the master reads that slot and no other (``noticed``). Each write is
+atomic (a pipe's writes up to ``PIPE_BUF`` are), so notices never mix. Anything else on
+the pipe, or a pipe that was full (notices may have been lost), is read as "look at
+everyone".
 
 Readings are samples, not a log: the master may miss a perform between two looks, and a
 reading may mix two moments (the fields are written one by one). The core is built for
@@ -103,6 +111,24 @@ RECYCLE_CODES: dict[str, int] = {"max_performs": 1, "max_memory": 2}
 RECYCLE_REASONS: dict[int, str] = {code: reason for reason, code in RECYCLE_CODES.items()}
 
 FRESH_READING = Reading(SPAWNING, 0.0, 0, 0)  # what ``allocate`` writes
+
+NOTICE_SIZE = 4
+EVERYONE = None  # what ``noticed`` returns when every slot must be read
+
+
+def notice(index: int) -> bytes:
+    """What the worker of slot ``index`` writes on the notify pipe to be looked at."""
+    return index.to_bytes(NOTICE_SIZE, "little")
+
+
+def noticed(data: bytes, full: bool) -> set[int] | None:
+    """The slots named by what was read from the notify pipe (``full``: as much as the
+    pipe holds was read, and notices may have been lost): ``EVERYONE`` when it is not
+    a whole number of notices, or when some may be missing."""
+    if full or len(data) % NOTICE_SIZE:
+        return EVERYONE
+    return {int.from_bytes(data[at:at + NOTICE_SIZE], "little")
+            for at in range(0, len(data), NOTICE_SIZE)}
 
 
 class Slot:
