@@ -388,7 +388,14 @@ def control(args: argparse.Namespace) -> int:
     """``prefork status|scale|stop|reload|check|hold|resume|reopen-logs``: one request to
     the running master's control socket; exit 0, or 1 (with one line) when no master
     answers or it refuses."""
-    from prefork.client import Refused, Unreachable, ask, find_socket, status_table
+    from prefork.client import (
+        Refused,
+        Unreachable,
+        ask,
+        find_socket,
+        measure_memory,
+        status_table,
+    )
 
     command = "status" if args.command == "check" else args.command
     fields: dict[str, Any] = {}
@@ -407,6 +414,7 @@ def control(args: argparse.Namespace) -> int:
     if args.command == "check":
         return _check(reply["status"])
     if command == "status":
+        measure_memory(reply["status"])
         print(json.dumps(reply["status"], indent=2) if args.json
               else status_table(reply["status"]))
     elif command == "scale":

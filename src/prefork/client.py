@@ -27,6 +27,7 @@ from typing import Any
 
 from prefork.options import load_file
 from prefork.posix.control import PROTOCOL_VERSION, socket_path
+from prefork.posix.memory import MIB, unique_mib
 
 DEFAULT_TIMEOUT = 5.0
 _MAX_REPLY = 16 * 1024 * 1024
@@ -146,19 +147,35 @@ def _cell(column: str, value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def measure_memory(status: Mapping[str, Any]) -> None:
+    """Fill in the USS of the workers the master did not sample (it samples only pools
+    with ``max_memory``): measured here, in the command's own process, so that a status
+    request costs the master nothing more. Without psutil, or for a worker this user
+    may not read, the cell stays empty."""
+    for worker in status["workers"]:
+        if worker.get("uss") is None and worker.get("pid") is not None:
+            mib = unique_mib(worker["pid"])
+            worker["uss"] = None if mib is None else round(mib * MIB)
+
+
 def status_table(status: Mapping[str, Any]) -> str:
-    """``prefork status``'s text: the master's line, one line per pool, then one row per
-    worker with every column the master sent."""
+    """``prefork status``'s text: the master's line, one line per pool (with its crash
+    loop, if any), then one row per worker with every column the master sent."""
     master = status["master"]
     ready = "ready" if master["ready"] else "not ready: " + "; ".join(master["not_ready"])
     lines = [f"master {master['name']} pid {master['pid']}: {master['state']}, {ready}"]
     for pool in status["pools"]:
         exits = pool.get("exits", {})
         crashes = exits.get("crashed", 0) + exits.get("killed", 0)
+        failed_setups = exits.get("setup failed", 0)
         lines.append(
             f"pool {pool['pool']}: {pool['ready']}/{pool['target']} ready, "
             f"{pool['restarts']} restarts, {crashes} crashes, "
-            f"{exits.get('timed out', 0)} timeouts, {sum(pool['recycles'].values())} recycled")
+            + (f"{failed_setups} failed setups, " if failed_setups else "")
+            + f"{exits.get('timed out', 0)} timeouts, {sum(pool['recycles'].values())} "
+            "recycled")
+        if pool.get("crash_loop"):
+            lines.append(f"  {pool['crash_loop']}")
     workers = status["workers"]
     columns = [name for name in (workers[0] if workers else {}) if name != "generation"]
     if not columns:

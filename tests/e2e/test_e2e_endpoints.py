@@ -97,6 +97,9 @@ def test_status_and_scale_against_a_two_pool_master(
                               "USS"]
     rows = [line.split() for line in lines[lines.index(header) + 1:]]
     assert [(row[0], row[1]) for row in rows] == [("mail", "0"), ("mail", "1"), ("sms", "0")]
+    # the command measures each worker's unique memory itself (these pools have no
+    # max_memory, so the master samples none): a size in MiB, not "-"
+    assert all(row[-1].endswith("M") for row in rows), rows
 
     as_json = prefork("status", "--json", "-s", str(sock), tmp_path=tmp_path)
     document = json.loads(as_json.stdout)

@@ -14,10 +14,19 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from prefork import ConfigError, Master
-from prefork.client import status_table
-from prefork.core import Boot, ChildExited, Forked, Observed, PoolConfig, Supervisor, WorkerState
+from prefork.client import measure_memory, status_table
+from prefork.core import (
+    Boot,
+    ChildExited,
+    Forked,
+    Observed,
+    PoolConfig,
+    Supervisor,
+    Tick,
+    WorkerState,
+)
 from prefork.core.effects import Spawn
-from prefork.core.events import Event, Scale, Signal
+from prefork.core.events import Event, MemorySampled, Scale, Signal
 from prefork.core.signals import Sig
 from prefork.posix import metrics
 from prefork.posix.control import (
@@ -309,6 +318,46 @@ def test_the_status_table_shows_every_column_it_is_sent() -> None:
     assert lines[4].split() == ["POOL", "SLOT", "PID", "STATE", "PERFORMS", "AGE", "PERFORM",
                                 "USS"]
     assert lines[5].split() == ["mail", "0", "101", "performing", "4", "10s", "1.0s", "12.0M"]
+
+
+def test_a_pool_in_a_crash_loop_says_so_under_its_line() -> None:
+    supervisor = Supervisor(PoolConfig.of(groups={"mail": {"workers": 1,
+                                                           "restart_backoff": 4}}))
+    supervisor.handle(Boot(at=0.0))
+    supervisor.handle(Forked("mail", 0, 101, at=0.0))
+    supervisor.handle(ChildExited(101, 1, at=1.0))  # setup failed: respawned at once
+    supervisor.handle(Forked("mail", 0, 102, at=1.0))
+    supervisor.handle(ChildExited(102, 1, at=2.0))  # again: backed off 4s
+    document = json.loads(json.dumps(status_document(supervisor.snapshot(), 7, "app", 0.0)))
+    [mail] = document["pools"]
+    assert mail["crash_loop"] == "pool mail: 2 crashes in 60s, next start in 4s"
+    assert (mail["min_workers"], mail["max_workers"], mail["scaling"]) == (0, None, False)
+    lines = status_table(document).splitlines()
+    assert lines[1] == ("pool mail: 0/1 ready, 1 restarts, 0 crashes, 2 failed setups, "
+                        "0 timeouts, 0 recycled")
+    assert lines[2] == "  pool mail: 2 crashes in 60s, next start in 4s"
+    supervisor.handle(Tick(3.12345))  # between two events: the wait left, in 3 digits
+    assert supervisor.snapshot().pools[0].crash_loop == (
+        "pool mail: 2 crashes in 60s, next start in 2.88s")
+
+
+def test_the_uss_cell_is_the_master_s_latest_sample_when_it_took_one() -> None:
+    supervisor = Supervisor(PoolConfig.of(groups={"mail": {"workers": 1, "max_memory": 500}}))
+    supervisor.handle(Boot(at=0.0))
+    supervisor.handle(Forked("mail", 0, 101, at=0.0))
+    supervisor.handle(Observed(101, WorkerState.IDLE, at=0.5))
+    supervisor.handle(MemorySampled(101, 12.5, at=2.0))
+    [worker] = status_document(supervisor.snapshot(), 7, "app", 0.0)["workers"]
+    assert worker["uss"] == round(12.5 * 1024 * 1024)
+
+
+def test_the_command_measures_the_memory_the_master_did_not() -> None:
+    status = {"workers": [{"pid": os.getpid(), "uss": None}, {"pid": None, "uss": None},
+                          {"pid": os.getpid(), "uss": 5}]}
+    measure_memory(status)
+    mine, unforked, sampled = status["workers"]
+    assert mine["uss"] > 1024 * 1024, "this process's own unique memory"
+    assert unforked["uss"] is None and sampled["uss"] == 5
 
 
 def test_an_answer_that_raises_is_logged_and_answered_and_the_loop_goes_on(

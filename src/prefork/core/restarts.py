@@ -229,5 +229,11 @@ class RestartPolicy:
             period = self.intensities[group].period
             parts.append(f"{crashes} crash{'' if crashes == 1 else 'es'} in {period:g}s")
         if start is not None:
-            parts.append(f"next start in {start - now:g}s")
+            parts.append(f"next start in {_seconds(start - now)}s")
         return f"pool {group}: {', '.join(parts)}" if parts else None
+
+
+def _seconds(delay: float) -> str:
+    """A wait in a line: three significant digits (a status read between two events asks
+    mid-wait, ``2.05``, not ``2.05295``), whole seconds from 100 on."""
+    return f"{delay:.0f}" if delay >= 100 else f"{delay:.3g}"

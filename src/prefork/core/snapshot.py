@@ -27,7 +27,8 @@ class WorkerView:
     stop (QUIT, TERM or a timeout's ABRT), when it no longer counts toward its group.
     ``forked_at``: when it was forked (``None``: not yet); ``heartbeat_at``: when its
     current perform began, or it last called ``heartbeat()`` (0: not known; the worker
-    stamps it when a ``timeout`` is set).
+    stamps it when a ``timeout`` is set). ``uss_mib``: the master's latest sample of its
+    unique memory (``None``: not sampled; the master samples pools with ``max_memory``).
     """
 
     group: str
@@ -39,6 +40,7 @@ class WorkerView:
     stopping: bool
     forked_at: float | None = None
     heartbeat_at: float = 0.0
+    uss_mib: float | None = None
 
     @property
     def ready(self) -> bool:
@@ -104,7 +106,8 @@ def take_snapshot(state: object, targets: dict[str, int], workers: Iterable[Any]
         targets=tuple(targets.items()),
         workers=tuple(
             WorkerView(w.group, w.slot, w.pid, str(w.state), w.performs, w.generation,
-                       w.stop_signal is not None, w.forked_at, w.heartbeat_at)
+                       w.stop_signal is not None, w.forked_at, w.heartbeat_at,
+                       None if w.memory is None else w.memory.mib)
             for w in workers
         ),
         exit_code=exit_code,

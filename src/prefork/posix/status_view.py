@@ -17,6 +17,7 @@ from typing import Any
 
 from prefork.core.readiness import not_ready_because
 from prefork.core.snapshot import Snapshot, WorkerView
+from prefork.posix.memory import MIB
 
 
 def _since(start: float | None, at: float) -> float | None:
@@ -39,7 +40,7 @@ WORKER_COLUMNS: tuple[tuple[str, Callable[[WorkerView, float], Any]], ...] = (
     ("performs", lambda w, at: w.performs),
     ("age", lambda w, at: _since(w.forked_at, at)),
     ("perform", _perform_seconds),
-    ("uss", lambda w, at: getattr(w, "uss", None)),
+    ("uss", lambda w, at: None if w.uss_mib is None else round(w.uss_mib * MIB)),
     ("generation", lambda w, at: w.generation),
 )
 
@@ -55,6 +56,7 @@ def worker_rows(snapshot: Snapshot) -> list[dict[str, Any]]:
 def pool_entries(snapshot: Snapshot) -> list[dict[str, Any]]:
     """Each pool's target, ready workers and counters (pools a reload dropped too)."""
     targets = dict(snapshot.targets)
+    views = {view.name: view for view in snapshot.pools}
     entries = []
     for counts in snapshot.counts:
         entry: dict[str, Any] = {
@@ -62,6 +64,10 @@ def pool_entries(snapshot: Snapshot) -> list[dict[str, Any]]:
             "target": targets.get(counts.group),
             "ready": sum(1 for w in snapshot.workers if w.group == counts.group and w.ready),
         }
+        view = views.get(counts.group)  # bounds, scaling, readings, the crash loop's line
+        if view is not None:
+            entry.update((name, value) for name, value in asdict(view).items()
+                         if name not in ("name", "target"))
         for name, value in asdict(counts).items():
             if name != "group":
                 entry[name] = dict(value) if isinstance(value, tuple) else value
