@@ -122,13 +122,18 @@ def _per_event(event: str, values: dict[str, object], message: str) -> list[str]
                            and (values["perform"] is None
                                 or values["perform"] == values["performs"] + 1)),
         "perform_failed": lambda: f"({values['failures']} in all)" in message,
-        "recycling": lambda: (values["reason"] in ("max_performs", "max_memory")
-                              and f"{values['reason']} " in message),
-        "memory_runaway": lambda: f"over max_memory {values['limit_mib']} MiB" in message,
         "fork_failed": lambda: (isinstance(values["error"], str)
                                 and message.endswith(f"fork failed: {values['error']}")),
         "reloaded": lambda: f"config file {values['config_file']} reloaded" in message,
         "stopped": lambda: isinstance(values["exit_code"], int),
+        "recycling": lambda: (values["reason"] in ("max_performs", "max_memory")
+                              and f"{values['reason']} " in message
+                              and isinstance(values["performs"], int)
+                              and (values["uss_mib"] is not None) == (" MiB USS" in message)
+                              and message.endswith("recycling (it works on until its "
+                                                   "replacement is ready)")),
+        "memory_runaway": lambda: (f"over max_memory {values['limit_mib']} MiB" in message
+                                   and isinstance(values["uss_mib"], int | float)),
     }
     check = checks.get(event)
     return [] if check is None or check() else [f"{event}: fields {values} disagree"]

@@ -12,6 +12,7 @@ from prefork.core import (
     Supervisor,
     WorkerState,
 )
+from prefork.core.events import MemorySampled
 from prefork.core.signals import Sig
 from prefork.core.snapshot import PoolView, Snapshot, WorkerView
 from prefork.core.tally import GroupCounts
@@ -105,3 +106,16 @@ def test_a_snapshot_counts_recycled_workers_by_reason() -> None:
     (mail, _sms) = supervisor.snapshot().counts
     assert mail.recycles == (("max_memory", 1),)
     assert mail.exits == (("retired", 1), ("setup failed", 1))
+
+
+def test_a_worker_view_carries_the_master_s_latest_memory_sample() -> None:
+    supervisor = Supervisor(PoolConfig.of(groups={"mail": {"workers": 1, "max_memory": 500}}))
+    supervisor.handle(Boot(at=0.0))
+    supervisor.handle(Forked("mail", 0, 101, at=0.0))
+    supervisor.handle(Observed(101, WorkerState.IDLE, at=1.0))
+    assert supervisor.snapshot().workers[0].uss_mib is None, "not sampled yet"
+    supervisor.handle(MemorySampled(101, 42.5, at=2.0))
+    supervisor.handle(MemorySampled(101, 43.0, at=4.0))
+    snapshot = supervisor.snapshot()
+    assert snapshot.workers[0].uss_mib == 43.0, "the latest sample"
+    assert snapshot.at == 4.0

@@ -374,13 +374,13 @@ def test_the_machines_have_only_their_rows_and_forget_the_dead() -> None:
     worker = driver.core.workers[0]
     assert not hasattr(worker, "to_IDLE") and not hasattr(driver.core, "to_STOPPED")
     machine = driver.core.roster._machine
-    assert machine.models == driver.core.workers
+    assert list(machine.models) == driver.core.workers
     for pid in driver.pids():
         driver.send(ChildExited(pid, 1))
     driver.send(Signal(Sig.INT))
     for pid in driver.pids():
         driver.send(ChildExited(pid, -15))
-    assert machine.models == [] and driver.core.state is MasterState.STOPPED
+    assert list(machine.models) == [] and driver.core.state is MasterState.STOPPED
 
 
 def test_a_trigger_of_the_other_machine_is_a_missing_row() -> None:

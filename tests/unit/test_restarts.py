@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from prefork.core import GroupConfig, Outcome, PoolConfig, backoff_delay
-from prefork.core.restarts import FAILURES, RestartIntensity, RestartPolicy
+from prefork.core.restarts import FAILURES, RestartIntensity, RestartPolicy, _seconds
 
 FAST = GroupConfig("fast", 1, restart_backoff=1, restart_backoff_max=4)
 SLOW = GroupConfig("slow", 1, restart_backoff=10, restart_backoff_max=100)
@@ -135,3 +135,10 @@ def test_every_failure_is_tallied_by_class() -> None:
     policy.failed(Outcome.CRASHED, FAST, 0, 2.0, uptime=0.0)
     assert policy.counted == {Outcome.CRASHED: 2, Outcome.TIMED_OUT: 1}
     assert policy.history("fast", 0).failures == 2
+
+
+@pytest.mark.parametrize(("delay", "words"), [(4, "4"), (0.05, "0.05"), (2.05295, "2.05"),
+                                               (12.345, "12.3"), (1234.5, "1234")])
+def test_a_wait_is_told_in_three_digits_and_whole_seconds_from_100(delay: float,
+                                                                    words: str) -> None:
+    assert _seconds(delay) == words

@@ -93,7 +93,7 @@ def test_the_door_indexes_the_pid_and_forgets_the_dead() -> None:
     assert roster.recount() == []
     roster.change(worker, "exited", 1, None)
     assert roster.by_pid(42) is None and roster.workers == [] and len(roster) == 0
-    assert roster._machine.models == []
+    assert list(roster._machine.models) == []
     assert roster.vacancies.due(0.0) == [("a", 0)]
     assert roster.recount() == []
 
@@ -143,6 +143,15 @@ def test_the_bookkeeping_check_finds_each_kind_of_drift() -> None:
         "vacant slots [] != [('a', 1)]"]
     assert drifted(lambda roster: roster._live_in.update({"a": 3})) == [
         "live workers per group {'a': 3} != {'a': 2}"]
+    assert drifted(lambda roster: roster._retiring.update({roster.workers[0]: None})) == [
+        "the retiring index is not the retiring workers"]
+    assert drifted(lambda roster: roster._working.update({("a", 0): {roster.workers[0]: None}})
+                   ) == ["the working index is not the set-up workers not told to stop"]
+    assert drifted(lambda roster: roster._sampled.update({("a", WorkerState.IDLE): 1})) == [
+        "idle and busy workers counted {('a', <WorkerState.IDLE: 'idle'>): 1}, found "
+        "Counter()"]
+    assert drifted(lambda roster: roster._maybe_surplus.update({object(): None})) == [
+        "a buried worker is still up for retirement"]
 
     driver = booted(workers=1, restart_backoff=2)  # a slot vacant until its back-off ends
     for at in (1.0, 1.5):

@@ -58,13 +58,6 @@ class _Models(dict[Worker, None]):
     def remove(self, model: Worker) -> None:
         del self[model]
 
-    def __eq__(self, other: object) -> bool:  # as the list it stands for
-        return list(self) == other if isinstance(other, list) else dict.__eq__(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not self == other
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 def new_worker_machine() -> Machine:
@@ -365,7 +358,7 @@ class Roster:
                 working.setdefault((w.group, w.slot), set()).add(w)
         if working != {key: set(ws) for key, ws in self._working.items()}:
             errors.append("the working index is not the set-up workers not told to stop")
-        if self._machine.models != workers:
+        if list(self._machine.models) != workers:
             errors.append("the machine's models are not the roster's workers")
         if not set(self._maybe_surplus) <= set(workers):
             errors.append("a buried worker is still up for retirement")
