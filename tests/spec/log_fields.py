@@ -133,7 +133,10 @@ def _per_event(event: str, values: dict[str, object], message: str) -> list[str]
                               and message.endswith("recycling (it works on until its "
                                                    "replacement is ready)")),
         "memory_runaway": lambda: (f"over max_memory {values['limit_mib']} MiB" in message
-                                   and isinstance(values["uss_mib"], int | float)),
+                                   and isinstance(values["uss_mib"], int | float)
+                                   and re.search(r"still growing inside one perform: QUIT, "
+                                                 r"then KILL after graceful_timeout \(\S+s\)$",
+                                                 message) is not None),
     }
     check = checks.get(event)
     return [] if check is None or check() else [f"{event}: fields {values} disagree"]

@@ -85,6 +85,17 @@ def test_a_fork_failure_is_an_exit_of_its_own_class() -> None:
     supervisor.handle(Boot(at=0.0))
     supervisor.handle(ForkFailed("default", 0, "EAGAIN", at=0.0))
     assert supervisor.snapshot().counts[0].exits == (("fork failed", 1),)
+    supervisor.handle(ForkFailed("default", 0, "EAGAIN", at=0.0))  # the one retried at once
+    assert supervisor.snapshot().counts[0].exits == (("fork failed", 2),)
+
+
+def test_a_pool_short_of_one_worker_says_how_many_are_ready() -> None:
+    supervisor = _pool()
+    supervisor.handle(ChildExited(102, 1, at=1.0))  # replaced at once: the new one sets up
+    supervisor.handle(Forked("mail", 1, 104, at=1.0))
+    assert not_ready_because(supervisor.snapshot()) == ["pool mail has 1/2 workers ready"]
+    # one failure alone is replaced at once: no crash loop
+    assert supervisor.snapshot().crash_loops == ()
 
 
 def test_not_ready_while_booting_short_of_workers_in_a_crash_loop_or_stopping() -> None:
