@@ -597,10 +597,7 @@ class SimOS:
         exits 0)."""
         process = self._able(pid, ProcState.PERFORMING, doing="fail a perform")
         process.failures += 1
-        process.state, process.scoreboard = ProcState.IDLE, WorkerState.IDLE
-        process.heartbeat_at = 0.0
-        if process.quitting:
-            self._die(process, 0)
+        self._perform_over(process)
 
     def heartbeat(self, pid: int) -> None:
         """A performing worker calls ``heartbeat()``."""
@@ -611,6 +608,10 @@ class SimOS:
         """A perform returns: one more done; idle again (or, told to QUIT, it exits 0)."""
         process = self._able(pid, ProcState.PERFORMING, doing="end a perform")
         process.performs += 1
+        self._perform_over(process)
+
+    def _perform_over(self, process: SimProcess) -> None:
+        """Idle again after a perform, failed or done; told to QUIT, it exits 0."""
         process.state, process.scoreboard = ProcState.IDLE, WorkerState.IDLE
         process.heartbeat_at = 0.0
         if process.quitting:

@@ -47,7 +47,7 @@ from prefork.core.errors import ConfigError
 from prefork.core.events import Event, Scale, Signal
 from prefork.core.signals import Sig
 from prefork.core.snapshot import Snapshot
-from prefork.posix.serving import Connection, Server
+from prefork.posix.serving import Connection, Server, bind
 from prefork.posix.status_view import status_document
 
 PROTOCOL_VERSION = 1
@@ -258,11 +258,7 @@ def open_control(path: str, explicit: bool, logger: Any) -> ControlServer | None
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     mask = os.umask(0o177)  # made 0600 from the start, not chmod'ed after
     try:
-        listener.bind(path)
-    except OSError as error:
-        listener.close()
-        raise ConfigError("control_socket", path,
-                          f"cannot be bound ({error.strerror})") from None
+        bind(listener, path, "control_socket", path)
     finally:
         os.umask(mask)
     os.chmod(path, 0o600)

@@ -24,7 +24,7 @@ from typing import Any
 from prefork.core.errors import ConfigError
 from prefork.core.readiness import not_ready_because
 from prefork.posix import metrics
-from prefork.posix.serving import Connection, Server
+from prefork.posix.serving import Connection, Server, bind
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             413: "Request Entity Too Large", 500: "Internal Server Error",
@@ -98,12 +98,7 @@ def open_health(address: str, logger: Any) -> HealthServer:
     family, kind, proto, _, where = infos[0]
     listener = socket.socket(family, kind, proto)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind(where)
-    except OSError as error:
-        listener.close()
-        raise ConfigError("health_bind", address,
-                          f"cannot be bound ({error.strerror})") from None
+    bind(listener, where, "health_bind", address)
     listener.listen(16)
     bound = listener.getsockname()
     logger.info(f"health endpoints: http://{address.rpartition(':')[0]}:{bound[1]}/"

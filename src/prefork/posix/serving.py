@@ -21,7 +21,18 @@ import select
 import socket
 from typing import Any
 
+from prefork.core.errors import ConfigError
+
 _READ_SIZE = 65536
+
+
+def bind(listener: socket.socket, where: Any, option: str, value: object) -> None:
+    """Bind a listening socket, or close it and refuse the option that named the place."""
+    try:
+        listener.bind(where)
+    except OSError as error:
+        listener.close()
+        raise ConfigError(option, value, f"cannot be bound ({error.strerror})") from None
 
 
 class Connection:
