@@ -126,45 +126,43 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
-from prefork.core.effects import (
-    Effect,
-    Exit,
-    Kill,
-    Log,
-    Notify,
-    ReadConfig,
-    ReopenLogs,
-    Reply,
-    RunHook,
-    SetTitle,
-    Spawn,
-    WakeAt,
-)
-from prefork.core.errors import CoreError
-from prefork.core.events import (
+from prefork.core import (
     Boot,
     ChildExited,
     ConfigLoaded,
     ConfigRejected,
+    CoreError,
+    Effect,
     Event,
+    Exit,
     Forked,
     ForkFailed,
+    Kill,
+    Log,
+    MasterState,
     MemorySampled,
+    Notify,
     Observed,
+    PoolConfig,
+    ReadConfig,
     Reload,
+    ReopenLogs,
+    Reply,
+    RunHook,
     Scale,
+    SetTitle,
+    Sig,
     Signal,
+    Spawn,
     StartWorker,
     Status,
     StopAll,
     StopWorker,
+    Supervisor,
     Tick,
+    WakeAt,
+    WorkerState,
 )
-from prefork.core.master_machine import MasterState
-from prefork.core.settings import PoolConfig
-from prefork.core.signals import Sig
-from prefork.core.supervisor import Supervisor
-from prefork.core.worker_machine import WorkerState
 
 __all__ = [
     "KILL_STATUS",

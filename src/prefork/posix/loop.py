@@ -83,39 +83,37 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
-from prefork.core.effects import (
+from prefork.core import (
+    Boot,
+    ChildExited,
+    ConfigError,
+    ConfigLoaded,
+    ConfigRejected,
     Effect,
+    Event,
     Exit,
+    Forked,
+    ForkFailed,
     Kill,
     Log,
     Notify,
+    Observed,
+    PoolConfig,
     ReadConfig,
     ReopenLogs,
     Reply,
     RunHook,
     SetTitle,
-    Spawn,
-    WakeAt,
-)
-from prefork.core.errors import ConfigError
-from prefork.core.events import (
-    Boot,
-    ChildExited,
-    ConfigLoaded,
-    ConfigRejected,
-    Event,
-    Forked,
-    ForkFailed,
-    Observed,
+    Sig,
     Signal,
+    Spawn,
     Status,
+    Supervisor,
     Tick,
+    WakeAt,
+    WorkerState,
 )
 from prefork.core.scaling import scales
-from prefork.core.settings import PoolConfig
-from prefork.core.signals import Sig
-from prefork.core.supervisor import Supervisor
-from prefork.core.worker_machine import WorkerState
 from prefork.posix import process
 from prefork.posix.children import Children
 from prefork.posix.control import MasterView
