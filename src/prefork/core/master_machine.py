@@ -55,6 +55,7 @@ from prefork.core.master_states import (
     M,
     MasterState,
 )
+from prefork.core.master_views import MasterViews
 from prefork.core.outcomes import describe_status
 from prefork.core.pool_requests import Forwarding, Sizing
 from prefork.core.reloads import Reloads
@@ -62,12 +63,10 @@ from prefork.core.report import StopReport
 from prefork.core.restarts import RestartPolicy
 from prefork.core.roster import Roster
 from prefork.core.rules import fill_missing_slots
-from prefork.core.scaling import SpareScaling, scales
+from prefork.core.scaling import SpareScaling
 from prefork.core.settings import PoolConfig
 from prefork.core.signals import Sig
-from prefork.core.snapshot import PoolView, Snapshot, take_snapshot
 from prefork.core.tally import Tally
-from prefork.core.worker_machine import WorkerState
 
 __all__ = [
     "LEAVING", "MASTER_TRANSITIONS", "MASTER_TRIGGERS", "NOT_SPAWNING", "SIGNAL_TRIGGERS",
@@ -174,7 +173,7 @@ SIGNAL_TRIGGERS: dict[Sig, str] = {
                 Sig.USR1, Sig.USR2, Sig.CONT, Sig.CHLD)
 }
 
-class MasterModel(Reloads):
+class MasterModel(Reloads, MasterViews):
     """The master machine's model: its guards read the roster and the restart policy, its
     callbacks fire worker triggers through the roster and append effects. The callbacks
     of an operator's requests are its parts' (``sizing``, ``forwarding``)."""
@@ -282,34 +281,6 @@ class MasterModel(Reloads):
         self.context.emit(Log("info", self.report.line(self.exit_code, self.gave_up),
                               (("event", "stopped"), ("exit_code", self.exit_code))))
         self.context.emit(Exit(self.exit_code))
-
-    def title(self) -> str:
-        """The master's process title: ``prefork master [NAME]: 4 workers in 2 pools
-        (running)``: every worker not reaped yet, being forked or stopping included."""
-        workers = len(self.roster)
-        pools = len(self.roster.targets)
-        return (f"prefork master [{self.config.name}]: {workers} worker"
-                f"{'' if workers == 1 else 's'} in {pools} pool{'' if pools == 1 else 's'} "
-                f"({self.state})")
-
-    def snapshot(self) -> Snapshot:
-        targets = self.roster.targets
-        return take_snapshot(self.state, targets, self.roster.workers, self.exit_code,
-                             at=self.context.now, counts=self.tally.counts(list(targets)),
-                             crash_loops=self.restarts.crash_loops(),
-                             pools=self._pool_views())
-
-    def _pool_views(self) -> list[PoolView]:
-        """Each pool of the running config: its target, bounds, readings, crash loop."""
-        roster, now = self.roster, self.context.now
-        return [
-            PoolView(group.name, roster.targets.get(group.name, 0), group.min_workers,
-                     group.max_workers, scales(group), roster.busy(group.name),
-                     roster.idle(group.name),
-                     sum(w.state is WorkerState.SPAWNING for w in roster.active(group.name)),
-                     self.restarts.crash_loop(group.name, now))
-            for group in self.config.groups
-        ]
 
 
 # which part of the model carries out each of these rows' callbacks

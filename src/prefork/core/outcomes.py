@@ -161,3 +161,29 @@ def abort(worker: Worker, abort: Abort) -> None:
     worker.send_soft(Sig.ABRT, DUMP_GRACE)
     if due is not None:
         worker.kill_at = min(worker.kill_at, due)
+
+
+class FailureCallbacks:
+    """The worker rows' callbacks for a failure that does not come with a reap: performs
+    that failed inside a live worker, and a fork that never made a process (the exited
+    and timeout rows' callbacks are ``end`` and ``abort``, above)."""
+
+    context: Any
+    failures: int
+    outcome: Outcome | None
+    label: str
+    fields: Any
+
+    def record_failures(self, failures: int) -> None:
+        """The worker's count of failed performs rose to ``failures`` (the supervisor
+        counts the rise toward the restart intensity)."""
+        rise, self.failures = failures - self.failures, failures
+        what = "perform failed" if rise == 1 else "performs failed"
+        self.context.emit(Log("error", f"worker {self.label} {rise} {what} "
+                                       f"({failures} in all)",
+                              self.fields("perform_failed", failures=failures)))
+
+    def end_unforked(self, error: str) -> None:
+        self.outcome = Outcome.FORK_FAILED
+        self.context.emit(Log("error", f"worker {self.label} fork failed: {error}",
+                              self.fields("fork_failed", error=error)))

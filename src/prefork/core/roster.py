@@ -18,56 +18,29 @@ of it with a count from scratch; the tests call it after every event.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from transitions import Machine, MachineError
+from transitions import MachineError
 
 from prefork.core.context import MachineContext
 from prefork.core.effects import Log, RunHook, Spawn
 from prefork.core.errors import CoreError
 from prefork.core.recycling import replaced
+from prefork.core.roster_check import recount
 from prefork.core.schedules import Deadlines, Vacancies
 from prefork.core.settings import GroupConfig, PoolConfig
 from prefork.core.worker_machine import (
     ACTIVE,
     READY,
-    WORKER_TRANSITIONS,
+    SAMPLED,
     WORKING,
     Worker,
     WorkerState,
 )
+from prefork.core.worker_models import new_worker_machine
 
 Slot = tuple[str, int]
-_SAMPLED = frozenset({WorkerState.IDLE, WorkerState.PERFORMING})
-
-
-class _Models(dict[Worker, None]):
-    """The machine's models as ``transitions`` uses them (``append``, ``remove``, ``in``,
-    iteration in order), kept by identity.
-
-    A list's ``in`` and ``remove`` compare the model with every model before it, which
-    writes each one's reference count: in the master, every page is shared with the
-    worker forked last, so each of those writes copies a page. With 1024 workers that
-    was a thousand page faults, some 3 ms, in each respawn's decision."""
-
-    def append(self, model: Worker) -> None:
-        self[model] = None
-
-    def remove(self, model: Worker) -> None:
-        del self[model]
-
-
-
-def new_worker_machine() -> Machine:
-    """The one machine every worker of a roster is a model of."""
-    machine = Machine(
-        model=None, states=WorkerState, transitions=WORKER_TRANSITIONS,
-        initial=WorkerState.SPAWNING, auto_transitions=False, ignore_invalid_triggers=False,
-    )
-    machine.models = _Models()
-    return machine
 
 
 class Roster:
@@ -196,7 +169,7 @@ class Roster:
             event = "replaced"
         else:
             event = "transition"
-        level = "debug" if {before, after} <= _SAMPLED else "info"
+        level = "debug" if {before, after} <= SAMPLED else "info"
         return Log(level, f"worker {worker.label} {before} -> {after} ({trigger})",
                    worker.fields(event, **{"from": str(before), "to": str(after),
                                            "trigger": trigger}))
@@ -237,7 +210,7 @@ class Roster:
             self._bury(worker, key)
 
     def _count_sampled(self, group: str, state: WorkerState, change: int) -> None:
-        if state in _SAMPLED:
+        if state in SAMPLED:
             key = (group, state)
             self._sampled[key] = self._sampled.get(key, 0) + change
 
@@ -320,46 +293,4 @@ class Roster:
 
     def recount(self) -> list[str]:
         """Where the indexes differ from a count from scratch (for the tests)."""
-        workers = list(self._workers)
-        errors = []
-        active = {(w.group, w.slot): w for w in workers if w.is_active}
-        if len(active) != sum(w.is_active for w in workers):
-            errors.append("two live workers share a slot")
-        if active != self._active:
-            errors.append(f"live slots {sorted(self._active)} != {sorted(active)}")
-        live_in = {group: sum(w.group == group for w in active.values())
-                   for group in {*self._live_in, *(w.group for w in active.values())}}
-        if {g: n for g, n in live_in.items() if n} != {
-                g: n for g, n in self._live_in.items() if n}:
-            errors.append(f"live workers per group {self._live_in} != {live_in}")
-        vacant = {(group, slot) for group, target in self.targets.items()
-                  for slot in range(target) if (group, slot) not in active}
-        errors += self.vacancies.recount(vacant)
-        unforked = {(w.group, w.slot): w for w in workers if w.pid is None}
-        if unforked != self._unforked:
-            errors.append(f"unforked {sorted(self._unforked)} != {sorted(unforked)}")
-        if {w.pid: w for w in workers if w.pid is not None} != self._by_pid:
-            errors.append("the pid index is not the forked workers")
-        old = sum(w.generation < self.generation for w in workers)
-        if old != self.old_workers:
-            errors.append(f"{self.old_workers} old workers counted, {old} found")
-        deadlines = [w.deadline for w in workers if w.deadline is not None]
-        if min(deadlines, default=None) != self.deadlines.earliest():
-            errors.append("the deadline heap lost the earliest worker deadline")
-        sampled = Counter((w.group, w.state) for w in workers if w.state in _SAMPLED)
-        if +sampled != +Counter(self._sampled):
-            errors.append(f"idle and busy workers counted {self._sampled}, found {sampled}")
-        retiring = [w for w in workers if w.state is WorkerState.RETIRING]
-        if set(retiring) != set(self._retiring):
-            errors.append("the retiring index is not the retiring workers")
-        working: dict[Slot, set[Worker]] = {}
-        for w in workers:
-            if w.state in WORKING:
-                working.setdefault((w.group, w.slot), set()).add(w)
-        if working != {key: set(ws) for key, ws in self._working.items()}:
-            errors.append("the working index is not the set-up workers not told to stop")
-        if list(self._machine.models) != workers:
-            errors.append("the machine's models are not the roster's workers")
-        if not set(self._maybe_surplus) <= set(workers):
-            errors.append("a buried worker is still up for retirement")
-        return errors
+        return recount(self)

@@ -49,8 +49,7 @@ from functools import partial
 from typing import Any
 
 from prefork.core.context import MachineContext
-from prefork.core.effects import Log
-from prefork.core.outcomes import ABORTS, ENDS, EXIT_GUARDS, Outcome, abort, end
+from prefork.core.outcomes import ABORTS, ENDS, EXIT_GUARDS, FailureCallbacks, Outcome, abort, end
 from prefork.core.recycling import MemorySample, Recycling
 from prefork.core.settings import GroupConfig
 from prefork.core.signals import Sig
@@ -72,6 +71,8 @@ S = WorkerState
 ACTIVE = [S.SPAWNING, S.IDLE, S.PERFORMING]
 READY = [S.IDLE, S.PERFORMING]
 WORKING = [*READY, S.RETIRING]  # ready, or retiring: it performs, so it is capacity
+# the two states the master only samples (the scoreboard's idle and performing)
+SAMPLED = frozenset(READY)
 LIVE = [*ACTIVE, S.RETIRING]  # not told to stop, not dead
 UNREAPED = [*LIVE, S.STOPPING]
 
@@ -155,7 +156,7 @@ WORKER_TRIGGERS: tuple[str, ...] = tuple(
 )
 
 
-class Worker(SignalsSent, Recycling):
+class Worker(SignalsSent, Recycling, FailureCallbacks):
     """One worker process, as the master knows it: a model of the shared worker machine.
 
     Fields are data the tables' guards and the supervisor's rules read: ``pid`` (``None``
@@ -286,19 +287,3 @@ class Worker(SignalsSent, Recycling):
         timeout = self.settings.timeout
         if self.killed_for is None:
             self.timeout_at = None if timeout is None else heartbeat_at + timeout
-
-    def record_failures(self, failures: int) -> None:
-        """The worker's count of failed performs rose to ``failures`` (the supervisor
-        counts the rise toward the restart intensity)."""
-        rise, self.failures = failures - self.failures, failures
-        what = "perform failed" if rise == 1 else "performs failed"
-        self.context.emit(Log("error", f"worker {self.label} {rise} {what} "
-                                       f"({failures} in all)",
-                              self.fields("perform_failed", failures=failures)))
-
-    # the ends: the exited and timeout rows' callbacks are ``outcomes.end`` and ``abort`` ---
-
-    def end_unforked(self, error: str) -> None:
-        self.outcome = Outcome.FORK_FAILED
-        self.context.emit(Log("error", f"worker {self.label} fork failed: {error}",
-                              self.fields("fork_failed", error=error)))
