@@ -55,8 +55,9 @@ class Steady(prefork.Job):
 
     def perform(self):
         worker = self.worker.pid
-        stamp(f"starts.{worker}")
         try:
+            # inside the try: a test signals as soon as it sees ``starts``
+            stamp(f"starts.{worker}")
             time.sleep(SECONDS)
         except BaseException as error:
             stamp(f"interrupted.{worker}", type(error).__name__)

@@ -43,8 +43,10 @@ class Steady(prefork.Job):
 
     def perform(self) -> None:
         worker = self.worker.pid
-        stamp(f"starts.{worker}")
         try:
+            # inside the try: a test sees ``starts`` and may signal at once, before
+            # this line's stamp has returned; the interruption is then still told
+            stamp(f"starts.{worker}")
             time.sleep(PERFORM_SECONDS)
         except BaseException as error:
             stamp(f"interrupted.{worker}", type(error).__name__)
