@@ -10,6 +10,7 @@ from prefork.core import (
     Observed,
     PoolConfig,
     Signal,
+    Spawn,
     Supervisor,
     Tick,
     WorkerState,
@@ -114,3 +115,34 @@ def test_not_ready_while_booting_short_of_workers_in_a_crash_loop_or_stopping() 
     assert not_ready_because(supervisor.snapshot()) == []
     supervisor.handle(Signal(Sig.QUIT, at=2.0))
     assert not_ready_because(supervisor.snapshot())[0] == "the master is draining"
+
+
+def test_every_counter_adds_up_over_several_workers() -> None:
+    """Counts add: two kills, two crashes, two recycles are twos, performs a sum."""
+    supervisor = _pool(timeout=10.0, max_performs=3)
+    for pid in (101, 102):  # both hang in a perform: ABRT for both, each replaced at once
+        supervisor.handle(Observed(pid, WorkerState.PERFORMING, heartbeat_at=1.0, at=1.0))
+    spawns = [e for e in supervisor.handle(Tick(11.5)) if isinstance(e, Spawn)]
+    assert [(spawn.group, spawn.slot) for spawn in spawns] == [("mail", 0), ("mail", 1)]
+    supervisor.handle(Forked("mail", 0, 104, at=11.5))
+    supervisor.handle(Forked("mail", 1, 105, at=11.5))
+    supervisor.handle(ChildExited(101, -6, performs=2, at=11.6))
+    supervisor.handle(ChildExited(102, -6, performs=1, at=11.7))
+    counts = _counts(supervisor, "mail")
+    assert counts.kills == (("timeout", 2),)
+    assert counts.exits == (("timed out", 2),)
+    assert counts.performs_of_ended == 3
+    assert counts.restarts == 2
+    for slot, pid in enumerate((104, 105)):  # each crashes after a perform: replaced
+        supervisor.handle(Observed(pid, WorkerState.IDLE, performs=1, at=12.0))
+        supervisor.handle(ChildExited(pid, 3, performs=2, at=12.5))
+        supervisor.handle(Forked("mail", slot, pid + 10, at=12.5))
+    assert dict(_counts(supervisor, "mail").exits)["crashed"] == 2
+    supervisor.handle(ChildExited(103, 0, performs=3, at=13.0))  # two recycles in sms
+    supervisor.handle(Forked("sms", 0, 106, at=13.0))
+    supervisor.handle(Observed(106, WorkerState.IDLE, performs=3, at=13.5))
+    supervisor.handle(ChildExited(106, 0, performs=3, at=14.0))
+    counts = _counts(supervisor, "sms")
+    assert counts.recycles == (("max_performs", 2),)
+    assert counts.exits == (("retired", 2),)
+    assert counts.performs_of_ended == 6

@@ -3,7 +3,18 @@ idle_timeout, the bounds, and the wake-ups it asks for."""
 
 from __future__ import annotations
 
-from prefork.core import GroupConfig
+from prefork.core import (
+    Boot,
+    Forked,
+    GroupConfig,
+    Log,
+    Observed,
+    PoolConfig,
+    Spawn,
+    Supervisor,
+    WorkerState,
+)
+from prefork.core.events import Reload
 from prefork.core.scaling import (
     SPAWN_RATE_CAP,
     Decision,
@@ -12,6 +23,7 @@ from prefork.core.scaling import (
     scales,
     target_after_reload,
 )
+from prefork.testing import SimOS
 
 POOL = GroupConfig("mail", 2, min_workers=1, max_workers=10, min_spare=1, max_spare=2,
                    idle_timeout=5, scale_interval=1)
@@ -148,3 +160,55 @@ def test_a_reload_keeps_a_scaling_pools_target_within_its_new_bounds() -> None:
     assert target_after_reload(POOL, 0) == 1  # the new min_workers
     assert target_after_reload(POOL, None) == 2  # a new pool: its workers
     assert target_after_reload(GroupConfig("fixed", 3), 7) == 3  # not scaling: workers
+
+
+def test_the_rate_goes_back_to_1_after_two_intervals_without_a_step() -> None:
+    """Measured in intervals, not seconds: with 2 s intervals a step 2.5 s after the last
+    one still doubles; one 4 s after starts again at 1."""
+    slow = GroupConfig("slow", 1, max_workers=100, min_spare=50, scale_interval=2)
+    memory = Memory()
+    assert review(slow, memory, 1, busy=1, idle=0, now=0.0).target == 2
+    assert review(slow, memory, 2, busy=2, idle=0, now=2.5).target == 4  # the rate doubled
+    assert review(slow, memory, 4, busy=4, idle=0, now=7.0).target == 5  # 2 intervals idle
+
+
+def test_a_shortage_ends_a_surplus_and_the_next_waits_a_whole_idle_timeout() -> None:
+    memory = Memory()
+    review(POOL, memory, 6, busy=0, idle=6, now=0.0)  # a surplus begins
+    assert review(POOL, memory, 6, busy=6, idle=0, now=2.0).target == 7  # short of spares
+    assert memory.surplus_since is None
+    assert review(POOL, memory, 7, busy=0, idle=7, now=3.0).target == 7
+    assert memory.wake_at == 8.0
+
+
+SCALING = {"mail": {"workers": 1, "max_workers": 4, "min_spare": 1, "max_spare": 2}}
+
+
+def test_each_scaling_pool_is_reviewed_after_one_that_does_not_scale() -> None:
+    """The review passes over a pool that does not scale and goes on to the next; its
+    line says from what to what, and the readings it went by."""
+    supervisor = Supervisor(PoolConfig.of(groups={"fixed": {"workers": 1}, **SCALING}))
+    supervisor.handle(Boot(at=0.0))
+    supervisor.handle(Forked("fixed", 0, 101, at=0.0))
+    supervisor.handle(Forked("mail", 0, 102, at=0.0))
+    supervisor.handle(Observed(101, WorkerState.IDLE, at=1.0))
+    effects = supervisor.handle(Observed(102, WorkerState.PERFORMING, heartbeat_at=1.0,
+                                         at=1.0))
+    [line] = [e for e in effects if isinstance(e, Log) and dict(e.fields)["event"] == "rescaled"]
+    assert line.message == "pool mail: 1 -> 2 workers (0 spare, min_spare 1)"
+    assert dict(line.fields) == {"event": "rescaled", "pool": "mail", "from": 1, "to": 2,
+                                 "busy": 1, "idle": 0}
+    assert Spawn("mail", 1) in effects
+
+
+def test_a_pool_that_stops_scaling_is_forgotten_and_the_review_rests() -> None:
+    sim = SimOS(PoolConfig.of(groups={"fixed": {"workers": 1}, **SCALING}))
+    sim.boot()
+    for pid in sim.pids():
+        sim.finish_setup(pid)
+        sim.observe(pid)
+    scaling = sim.supervisor.master.scaling
+    assert list(scaling.memories) == ["mail"] and scaling.wanted()
+    sim.command(Reload(PoolConfig.of(groups={"fixed": {"workers": 1}, "mail": {"workers": 1}})))
+    sim.reap_all()
+    assert scaling.memories == {} and not scaling.wanted()
