@@ -173,3 +173,44 @@ def test_the_deadline_heap_stays_small_when_deadlines_move_back() -> None:
                              at=1.0))
     assert len(driver.core.roster.deadlines._heap) <= 4 * 1 + 64 + 1
     assert driver.core.next_deadline() == 1001.0
+
+
+def test_a_retiring_worker_is_looked_at_only_when_something_could_replace_it() -> None:
+    """A pool that recycles long performs may hold hundreds of retiring workers: each
+    event looks only at those a "replaced" check is due for (they began to retire, a newer
+    worker of their slot works, or a target changed), never at all of them."""
+    driver = booted(groups={"a": 3})
+    for pid in driver.pids():
+        driver.send(Observed(pid, PERFORMING, heartbeat_at=0.5, at=0.5))
+    old = driver.pids()
+    for pid in old:  # each asks to be recycled: its replacement is forked at once
+        driver.send(Observed(pid, PERFORMING, heartbeat_at=0.5, recycle="max_performs",
+                             at=1.0))
+    roster = driver.core.roster
+    assert [w.pid for w in roster._retiring] == old
+    assert roster._maybe_replaced == {}  # each was looked at; none is replaced yet
+    newcomer = driver.pids("spawning")[1]
+    driver.send(Observed(newcomer, WorkerState.IDLE, at=1.5))  # slot a.1's successor works
+    assert [w.pid for w in driver.core.workers if w.state is WorkerState.STOPPING] == [old[1]]
+    assert roster._maybe_replaced == {}
+    assert [w.pid for w in roster._retiring] == [old[0], old[2]]
+    roster.set_target("a", 1)  # slot a.2 is gone: its retiring worker is due a look
+    assert roster.next_replaced().pid == old[2]
+
+
+def test_the_bookkeeping_check_sees_a_replaced_worker_nobody_will_look_at() -> None:
+    driver = booted(groups={"a": 2})
+    for pid in driver.pids():
+        driver.send(Observed(pid, PERFORMING, heartbeat_at=0.5, at=0.5))
+    first = driver.pids()[0]
+    driver.send(Observed(first, PERFORMING, heartbeat_at=0.5, recycle="max_performs",
+                         at=1.0))
+    roster = driver.core.roster
+    assert driver.core.recount() == []
+    roster.targets["a"] = 0  # behind the door's back: slot a.0 is gone, unseen
+    assert (f"retiring group=a slot=0 pid={first} is replaced, but no check is due for it"
+            in driver.core.recount())
+    roster.targets["a"] = 2
+    roster._maybe_replaced[roster.workers[1]] = None  # not retiring
+    assert driver.core.recount() == ["a worker that is not retiring is up for a replaced "
+                                     "check"]

@@ -5,9 +5,8 @@ scan of 256 workers hands the core 256 readings at once. They read indexes kept 
 date as workers change: the worker of each pid, the live worker of each slot and how
 many each group has, the Spawns not answered yet, the vacant slots with the time each
 may be refilled and the workers' deadlines (two timetables, ``prefork.core.schedules``),
-the number of workers of an older generation, and the workers a retirement check is due
-for. One event then costs the
-same with 4 workers or 256.
+the number of workers of an older generation, and the workers a retirement check or a
+"replaced" check is due for. One event then costs the same with 4 workers or 1024.
 
 Indexes kept by hand drift when one caller forgets one of them, so there is one door:
 ``change(worker, trigger, ...)`` fires a worker trigger and brings every index in step
@@ -67,7 +66,10 @@ class Roster:
         self.vacancies = Vacancies(refill_time)  # slot below target -> refill time
         self.deadlines = Deadlines()
         self._maybe_surplus: dict[Worker, None] = {}  # workers a retirement check is due for
-        self._retiring: dict[Worker, None] = {}  # recycled workers waiting for a successor
+        # recycled workers waiting for a successor, each with when it began to retire
+        self._retiring: dict[Worker, int] = {}
+        self._retirements = 0
+        self._maybe_replaced: dict[Worker, None] = {}  # retiring: a "replaced" check is due
         self._working: dict[Slot, dict[Worker, None]] = {}  # slot -> set up, not stopping
         self.old_workers = 0  # workers of an older generation than the current one
         # (group, idle or performing) -> how many of its live workers were last read so
@@ -197,11 +199,20 @@ class Roster:
                                             or worker.deadline <= self.context.now):
             self.deadlines.push(worker, self._workers, len(self._workers))
         if worker.state is WorkerState.RETIRING:
-            self._retiring[worker] = None
-        else:
-            self._retiring.pop(worker, None)
+            if worker not in self._retiring:
+                self._retirements += 1
+                self._retiring[worker] = self._retirements
+                self._maybe_replaced[worker] = None
+        elif worker in self._retiring:
+            del self._retiring[worker]
+            self._maybe_replaced.pop(worker, None)
         if worker.state in WORKING:
-            self._working.setdefault(key, {})[worker] = None
+            working = self._working.setdefault(key, {})
+            if worker not in working:
+                working[worker] = None
+                # a newer worker of the slot works: its retiring ones may be replaced now
+                self._maybe_replaced.update(
+                    (other, None) for other in working if other in self._retiring)
         elif worker in self._working.get(key, ()):
             del self._working[key][worker]
             if not self._working[key]:
@@ -260,6 +271,7 @@ class Roster:
         for (group, slot), worker in self._active.items():
             if slot >= self.targets.get(group, 0):
                 self._maybe_surplus[worker] = None
+        self._maybe_replaced.update(dict.fromkeys(self._retiring))  # a slot may be gone
 
     # retirement ---------------------------------------------------------------------
 
@@ -282,11 +294,17 @@ class Roster:
     def next_replaced(self) -> Worker | None:
         """The first retiring worker (in the order they began to retire) that a newer
         worker of its slot works beside, or whose slot is gone (``recycling.replaced``):
-        it may now be told to stop."""
-        for worker in self._retiring:
+        it may now be told to stop.
+
+        Only the workers a check is due for are looked at: those that began to retire,
+        or whose slot has a newly working worker, since the last look, or all of them
+        when a target changed. Nothing else can replace a retiring worker, and a pool
+        that recycles workers with long performs may hold hundreds of retiring ones."""
+        for worker in sorted(self._maybe_replaced, key=self._retiring.__getitem__):
             key = (worker.group, worker.slot)
             if replaced(worker, self._working.get(key, ()), self.targets.get(worker.group, 0)):
                 return worker
+            del self._maybe_replaced[worker]
         return None
 
     # the check ----------------------------------------------------------------------

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from prefork.core.recycling import replaced
 from prefork.core.worker_machine import SAMPLED, WORKING, Worker, WorkerState
 
 Slot = tuple[str, int]
-
 
 
 def recount(roster: Any) -> list[str]:
@@ -48,6 +48,8 @@ def recount(roster: Any) -> list[str]:
     retiring = [w for w in workers if w.state is WorkerState.RETIRING]
     if set(retiring) != set(roster._retiring):
         errors.append("the retiring index is not the retiring workers")
+    if list(roster._retiring.values()) != sorted(roster._retiring.values()):
+        errors.append("the retiring index lost the order the workers began to retire in")
     working: dict[Slot, set[Worker]] = {}
     for w in workers:
         if w.state in WORKING:
@@ -58,4 +60,19 @@ def recount(roster: Any) -> list[str]:
         errors.append("the machine's models are not the roster's workers")
     if not set(roster._maybe_surplus) <= set(workers):
         errors.append("a buried worker is still up for retirement")
+    errors += _recount_replaced(roster, working)
+    return errors
+
+
+def _recount_replaced(roster: Any, working: dict[Slot, set[Worker]]) -> list[str]:
+    """Every retiring worker that is replaced now is among those a check is due for."""
+    due = set(roster._maybe_replaced)
+    errors = []
+    if not due <= set(roster._retiring):
+        errors.append("a worker that is not retiring is up for a replaced check")
+    for worker in roster._retiring:
+        key = (worker.group, worker.slot)
+        if worker not in due and replaced(worker, working.get(key, ()),
+                                          roster.targets.get(worker.group, 0)):
+            errors.append(f"retiring {worker.label} is replaced, but no check is due for it")
     return errors
