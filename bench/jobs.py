@@ -128,8 +128,12 @@ class Steady:
 
 class Cycle:
     """A worker that lives an exponentially distributed time (mean BENCH_LIFE_S seconds)
-    in one perform, then retires (run with max_performs=1): N/mean exits per second,
-    spread out as a Poisson process from the start."""
+    in one perform, then leaves on its own with status 0 (a retirement, replaced at once):
+    N/mean exits per second, spread out as a Poisson process from the start.
+
+    Not ``max_performs=1``: a worker at its ``max_performs`` is recycled without a dip,
+    so it performs on until its replacement is ready and then finishes that perform too,
+    and each cycle would cost two events and keep two workers alive for a while."""
 
     def setup(self) -> None:
         import random
@@ -139,6 +143,7 @@ class Cycle:
 
     def perform(self) -> None:
         time.sleep(self.life)
+        sys.exit(0)
 
 
 JOBS = {"ready": Ready, "noop": Noop, "heap": Heap, "drain": Drain, "steady": Steady,
