@@ -211,3 +211,17 @@ def test_seconds_read_whole_numbers_as_whole() -> None:
     assert Seconds().parse("0.5") == 0.5
     with pytest.raises(ValueError, match="'soon' is not a number of seconds"):
         Seconds().parse("soon")
+
+
+def test_a_config_made_directly_takes_every_options_declared_default() -> None:
+    """The dataclasses' fields come from the option registry, defaults included: a group
+    or a pool made without ``of`` has what the registry says, not ``None``."""
+    from prefork.core.core_options import GROUP_OPTIONS, MASTER_OPTIONS
+
+    group = GroupConfig("mail")
+    assert {o.name: getattr(group, o.name) for o in GROUP_OPTIONS} == {
+        o.name: o.default for o in GROUP_OPTIONS}
+    assert group.graceful_timeout == 30.0  # one of them, as a reader would check it
+    pool = PoolConfig()
+    assert {o.name: getattr(pool, o.name) for o in MASTER_OPTIONS} == {
+        o.name: o.default for o in MASTER_OPTIONS}

@@ -7,6 +7,7 @@ import pytest
 
 from prefork.core import (
     Boot,
+    ChildExited,
     CoreError,
     Forked,
     Kill,
@@ -106,3 +107,18 @@ def test_a_worker_growing_inside_one_perform_is_told_to_quit_with_its_figures() 
     assert (fields["event"], fields["uss_mib"], fields["limit_mib"]) == (
         "memory_runaway", 130.0, 100)
     assert Kill(101, Sig.QUIT) in effects
+
+
+def test_a_recycled_workers_exit_line_names_the_reason() -> None:
+    supervisor = Supervisor(PoolConfig.of(workers=1, max_performs=3))
+    supervisor.handle(Boot(at=0.0))
+    supervisor.handle(Forked("default", 0, 101, at=0.0))
+    supervisor.handle(Observed(101, WorkerState.IDLE, performs=3, recycle="max_performs",
+                               at=1.0))
+    supervisor.handle(Forked("default", 0, 102, at=1.0))
+    supervisor.handle(Observed(102, WorkerState.IDLE, at=1.5))  # 101 is told to stop
+    effects = supervisor.handle(ChildExited(101, 0, performs=4, at=2.0))
+    [fields] = [dict(e.fields) for e in effects
+                if isinstance(e, Log) and dict(e.fields)["event"] == "exited"]
+    assert (fields["outcome"], fields["reason"], fields["performs"]) == (
+        "retired", "max_performs", 4)

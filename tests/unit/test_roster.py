@@ -14,6 +14,7 @@ from prefork.core import (
     Boot,
     ChildExited,
     CoreError,
+    Log,
     Observed,
     PoolConfig,
     RunHook,
@@ -214,3 +215,124 @@ def test_the_bookkeeping_check_sees_a_replaced_worker_nobody_will_look_at() -> N
     roster._maybe_replaced[roster.workers[1]] = None  # not retiring
     assert driver.core.recount() == ["a worker that is not retiring is up for a replaced "
                                      "check"]
+
+
+def _roster(**groups: int) -> tuple[Roster, PoolConfig, MachineContext]:
+    context = MachineContext()
+    config = PoolConfig.of(groups=groups, setup_timeout=None)
+    return Roster(config, context, lambda group, slot: 0.0), config, context
+
+
+def _working(roster: Roster, config: PoolConfig, group: str, slot: int, pid: int):
+    worker = roster.enlist(config.group(group), slot)
+    roster.change(worker, "forked", pid)
+    roster.change(worker, "reported_idle", 0.0, 0)
+    return worker
+
+
+def test_replaced_workers_are_stopped_in_the_order_they_began_to_retire() -> None:
+    """The roster alone, no rules between the steps: two workers retire, a and then b;
+    b's successor works first, a's next; a is still the first to go."""
+    roster, config, _ = _roster(a=2)
+    a, b = _working(roster, config, "a", 0, 40), _working(roster, config, "a", 1, 41)
+    roster.change(a, "recycle_requested", "max_performs", None)
+    roster.change(b, "recycle_requested", "max_performs", None)
+    assert roster.next_replaced() is None  # no successor works yet
+    _working(roster, config, "a", 1, 43)
+    _working(roster, config, "a", 0, 42)
+    assert roster.next_replaced() is a
+    roster.change(a, "stop_requested")
+    assert roster.next_replaced() is b
+    assert roster.recount() == []
+
+
+def test_a_retiring_worker_of_a_dropped_pool_is_replaced() -> None:
+    roster, config, _ = _roster(a=1, b=1)
+    worker = _working(roster, config, "b", 0, 40)
+    roster.change(worker, "recycle_requested", "max_performs", None)
+    assert roster.next_replaced() is None
+    roster.set_targets({"a": 1})  # a reload dropped pool b: no successor will come
+    assert roster.next_replaced() is worker
+
+
+def test_the_bookkeeping_check_sees_a_retiring_worker_left_out_of_its_checks() -> None:
+    roster, config, _ = _roster(a=1)
+    old = _working(roster, config, "a", 0, 40)
+    roster.change(old, "recycle_requested", "max_performs", None)
+    assert roster.next_replaced() is None
+    _working(roster, config, "a", 0, 41)  # its successor works: a check is due
+    assert roster.recount() == []
+    roster._maybe_replaced.clear()  # behind the door's back
+    assert roster.recount() == [
+        "retiring group=a slot=0 pid=40 is replaced, but no check is due for it"]
+    roster._maybe_replaced[old] = None
+    roster.targets.clear()  # its pool dropped, unseen: replaced, and due
+    assert "retiring group=a slot=0 pid=40 is replaced, but no check is due for it" not in (
+        roster.recount())
+    roster._maybe_replaced.clear()
+    assert "retiring group=a slot=0 pid=40 is replaced, but no check is due for it" in (
+        roster.recount())
+
+
+def test_the_bookkeeping_check_sees_the_retiring_order_lost() -> None:
+    roster, config, _ = _roster(a=2)
+    for slot, pid in ((0, 40), (1, 41)):
+        worker = _working(roster, config, "a", slot, pid)
+        roster.change(worker, "recycle_requested", "max_performs", None)
+    first, second = roster._retiring
+    roster._retiring[first], roster._retiring[second] = 2, 1
+    assert roster.recount() == [
+        "the retiring index lost the order the workers began to retire in"]
+
+
+def test_a_surplus_worker_that_dies_before_its_turn_leaves_the_candidates() -> None:
+    roster, config, _ = _roster(a=2)
+    _working(roster, config, "a", 0, 40)
+    extra = _working(roster, config, "a", 1, 41)
+    roster.set_target("a", 1)  # a.1 is surplus: a candidate to retire
+    roster.change(extra, "exited", 1, None)  # it died before the rules got to it
+    assert roster.recount() == []
+    assert roster.next_surplus(paused=False) is None
+
+
+def test_a_fork_is_logged_as_spawned_at_info_once() -> None:
+    roster, config, context = _roster(a=1)
+    worker = roster.enlist(config.group("a"), 0)
+    context.take()
+    roster.change(worker, "forked", 40)
+    [line] = [e for e in context.take() if isinstance(e, Log)]
+    assert (line.level, line.message) == ("info", "worker group=a slot=0 pid=40 spawned")
+    assert dict(line.fields)["event"] == "spawned"
+    roster.change(worker, "reported_spawning", 0.0, 0)
+    assert context.take() == []
+
+
+def test_a_state_changes_line_says_ready_replaced_or_transition() -> None:
+    """The ``event`` field sorts the lines: a worker ready after its setup, a worker
+    stopped because another replaces it (a reload's new generation, or a recycled
+    worker's successor), and every other change."""
+    roster, config, context = _roster(a=3)
+
+    def events() -> list[tuple[str, str]]:
+        return [(dict(e.fields)["event"], e.message.split(" ", 4)[4]) for e in context.take()
+                if isinstance(e, Log) and dict(e.fields)["event"] != "spawned"]
+
+    first = _working(roster, config, "a", 0, 40)
+    assert events() == [("ready", "spawning -> idle (reported_idle)")]
+    roster.change(first, "reported_performing", 1.0, 1)
+    assert events() == [("transition", "idle -> performing (reported_performing)")]
+    roster.change(first, "recycle_requested", "max_performs", None)
+    context.take()
+    roster.change(first, "stop_requested")
+    assert events() == [("replaced", "retiring -> stopping (stop_requested)")]
+    second = _working(roster, config, "a", 1, 41)
+    context.take()
+    roster.change(second, "stop_requested")  # a smaller target: no successor
+    assert events() == [("transition", "idle -> stopping (stop_requested)")]
+    third = _working(roster, config, "a", 2, 42)
+    roster.new_generation()  # a reload: the old generation is replaced
+    context.take()
+    roster.change(third, "stop_requested")
+    assert events() == [("replaced", "idle -> stopping (stop_requested)")]
+    roster.change(third, "exited", 0, 1)
+    assert [event for event, _ in events()] == ["transition", "exited"]

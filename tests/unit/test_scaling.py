@@ -212,3 +212,17 @@ def test_a_pool_that_stops_scaling_is_forgotten_and_the_review_rests() -> None:
     sim.command(Reload(PoolConfig.of(groups={"fixed": {"workers": 1}, "mail": {"workers": 1}})))
     sim.reap_all()
     assert scaling.memories == {} and not scaling.wanted()
+
+
+def test_a_shrink_line_gives_the_readings_it_went_by() -> None:
+    supervisor = Supervisor(PoolConfig.of(groups={"mail": {
+        "workers": 4, "max_workers": 4, "max_spare": 1, "idle_timeout": 5}}))
+    supervisor.handle(Boot(at=0.0))
+    for slot in range(4):
+        supervisor.handle(Forked("mail", slot, 101 + slot, at=0.0))
+    for slot in range(4):
+        supervisor.handle(Observed(101 + slot, WorkerState.IDLE, at=1.0))
+    effects = supervisor.handle(Observed(101, WorkerState.IDLE, at=6.5))
+    [line] = [e for e in effects if isinstance(e, Log) and dict(e.fields)["event"] == "rescaled"]
+    assert dict(line.fields) == {"event": "rescaled", "pool": "mail", "from": 4, "to": 1,
+                                 "busy": 0, "idle": 4}
