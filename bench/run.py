@@ -1099,123 +1099,109 @@ job's module before it forks (it checks the job at start, and HUP imports it afr
 and it freezes the collector's generations around each fork, so a heap the module builds
 at import is shared by every worker with default settings. The target (<= 0.35x) is
 therefore read against the pool that shares nothing, each worker building the heap in
-its `setup()` (what gunicorn does without `preload_app`), and it is met by the default:
-0.33x (78 MiB against 238 MiB, master 17 MiB of it) in the development runs, 0.33x in
-the table. `preload = true` gives the same total at start (1.01x): what it changes is
-HUP (the module is not imported again) and the master's own collections, which then
-never walk the shared heap (`gc.freeze` for the master's life), so its pages stay
-shared over a long life.
+its `setup()` (what gunicorn does without `preload_app`), and it is met by the default
+(see the table: about 84 MiB against 244 MiB). `preload = true` gives the same total at
+start: what it changes is HUP (the module is not imported again) and the master's own
+collections, which then never walk the shared heap (`gc.freeze` for the master's life),
+so its pages stay shared over a long life.
 
-## Where a respawn's time goes
+## Where a respawn's time goes, and what sets the limit
 
-Measured by `--only breakdown` (N=32, medians of 8 before and of 8 and 20 after, two
-runs each; `bench/tracing.py`), on the machine above while other work loaded it (load
-average 5-12 on 2 cores), before the changes of this round and after them, in
-microseconds. Under that load the steps that wait for a CPU (the kill reaching the
-master, the child being scheduled) vary by several times between runs; the steps that
-compute (the core, the child's start-up) are the ones to compare:
+The traced table above (N=32, `bench/tracing.py`) splits one respawn, from the SIGKILL
+to the new worker's ready stamp, into the master's steps and the new worker's. Its
+figures carry the tracing's own cost (about 0.7 ms in all: 8.6 ms traced, 7.9 untraced).
+Four things account for nearly all of what prefork adds to the floor, each measured on
+this machine by the small programs described here (run beside the bench, not in it):
 
-| step | before | after |
-|---|---|---|
-| the kill reaches the master (the victim's exit, `poll` returns) | 1117-1430 | 1395-1710 |
-| reap (waitpid, the slot released) | 92-99 | 93-109 |
-| collect the turn (signals, scoreboard) | 158-179 | 132-144 |
-| the core decides, and the lines before the Spawn are written | 1317-1326 | 874-1129 |
-| fork() in the master | 827-908 | 839-1132 |
-| child start-up to `setup()` | 1137-1188 | 1319-1460 |
-| of which: drop the master's machinery, make the runtime | 610 | 820 |
-| of which: install the signal handlers | 310 | 340 |
+- **Copy-on-write page faults, in the master and in the new worker.** A fork leaves
+  every page of the master shared with the child and write-protected; the first write
+  to each page afterwards, by either process, copies it. CPython writes to every object
+  it touches (its reference count) and, since 3.11, to the code of every function it
+  runs (the specialising interpreter's counters). Counted from `/proc/PID/stat` around
+  a SIGKILL and its respawn, the master takes **about 700 minor faults per respawn**, at
+  N=4 and at N=32 alike; the new worker takes **about 600 from the fork to `setup()`**
+  (`getrusage` in the job's setup). One such fault costs **3 to 6 us** here (timed: a
+  process writes one byte into each of 10000 pages it shares with a forked child). So
+  roughly 2 to 4 ms of the master's step and 2 to 3.5 ms of the worker's start-up are
+  pages being copied, which is why the core's step takes 1.4 ms in the master and 0.3
+  to 0.6 ms on a simulated pool, where nothing was forked.
+- **CPython's own work after a fork**, in the child, before a line of prefork runs:
+  250 faults at the child's first statement in an interpreter that imported prefork,
+  against 70 in a bare `python -I -S`. Most of it comes with the standard library, not
+  prefork: `import threading` alone makes it 195 (its after-fork handler runs Python
+  code), `import logging` 213, `transitions` 217.
+- **fork() itself copies the page tables**, so it grows with the memory the master
+  maps: 154 us in a bare interpreter (8.8 MiB resident), 682 us (at best 438) in one
+  that imported prefork (21.8 MiB), 1.4 ms in a running master of 32 workers (traced).
+- **The kill reaching the master** (1.9 ms traced) is the kernel tearing the victim
+  down before its pidfd turns readable; the floor pays it too, and it is most of the
+  floor's whole respawn (2.1 ms).
 
-What changed it: the log lines of an event that forks wait for its forks, never for its
-signals (a KILLed worker's error line was formatted and written before its replacement
-was forked: the core's step went from 1210-1464 to 916-938 us in interleaved runs). The
-other changes of this round matter as N grows (below): the worker machine keeps its
-models by identity, each wake-up reads the scoreboard slots of the workers that gave
-notice, the loop sleeps in `epoll`, and the status line reads a count instead of
-walking the roster. The "after" column was measured before the first of these.
+`transitions` itself is a smaller part: on a simulated pool (no fork, no faults) the core
+handles a SIGKILL and answers the replacement's fork in 0.3 to 0.6 ms, five to eight
+triggers per event.
 
-What is left, measured, and what sets it:
+## Targets missed, by how much, and why
 
-- **Copy-on-write faults**, in the child and in the master. From `fork()` to `setup()`
-  the new worker takes about 290 minor page faults (`getrusage`), 160 of them while it
-  drops the master's machinery and makes its runtime: each Python object it touches has
-  its reference count written, and each first write to a page shared with the master
-  copies it; here a fault costs about 4-5 us. The master pays the same after each fork
-  (66 faults in the core's step of one respawn, 132 in answering the fork), since every
-  page it writes is shared with the worker just forked.
-- **fork() itself** copies the master's page tables: 533 us for an interpreter that has
-  imported prefork (11 MiB anonymous), 216 us for the floor's bare interpreter (4.4 MiB),
-  0.8-1.1 ms for a running master of 32 workers.
-- **The core's decision** is about 0.3 ms on a simulated pool (`transitions`: about five
-  triggers per event, each some 50 us), more in the real master because of the faults
-  above.
-- **The kill reaching the master** is the kernel tearing the victim down before its
-  pidfd is readable; the floor pays it too.
-- On 2 busy cores the new child also waits to be scheduled: that step varied from 2 to
-  11 ms under load and is not prefork's.
+From the tables above (a full run on a quiet machine: load average below 1 when it
+started; the scaling section itself loads it with up to 2048 processes):
 
-## Targets missed or close, by how much, and why
-
-Every figure of this section was measured on the machine above while other work ran on
-it (load average 5-12 on 2 cores; the table's run took 13 minutes):
-the medians are several times a quiet machine's, and the table of a quiet run replaces
-them. The reasons below are measured, and do not depend on the load.
-
-- **SIGKILLed worker's replacement, <= 0.35x gunicorn and <= 1x the floor: not met**
-  (0.41x and 1.66x at N=32 in the table). The floor replaces a worker in 1.3-4.5 ms
-  here; prefork adds the core's step (0.3 ms on a simulated pool, 0.9-1.1 ms in the
-  master with its copy-on-write faults), a fork of a larger master (0.8-1.1 ms against
-  0.2 ms), and a child start-up of 1.3-1.5 ms, about 290 page faults of an inherited
-  Python heap. A 1.5 ms respawn would need the core's step, the master's heap and the
-  child's start-up each cut by more than half: fewer `transitions` triggers per event,
-  fewer objects touched after a fork.
-- **TTIN, <= 0.25x gunicorn: not met** (0.36x at N=32): the same steps but the kill.
-- **32 workers ready, <= 0.035x gunicorn and <= 1.2x the floor: not met** (0.30x and
-  5.9x in this loaded run; about 0.057x and 1.8x the `import transitions` floor on a
-  quiet machine in the previous round). The bare floor boots 32 in 0.06-0.19 s here;
-  prefork's master imports prefork and `transitions` first (about 45 ms of a quiet
-  boot, timed in the previous round) and forks from a larger heap.
-- **Stops, <= 0.05x**: QUIT at N=4 and TERM at N=32 met; TERM at N=4 (0.057x) and QUIT
-  at N=32 (0.056x) missed by a little in this run, where gunicorn's own stops took
-  0.5-5 s.
-- **Forking strategy, >= 0.9x stably**: the median is 0.95x, the lowest repetition
-  0.48x: one fork costs 2.6-4 ms here instead of about 1 ms, and its spread is the
-  load's. The bench now judges this row by its lowest repetition.
-- **Memory, <= 0.35x**: met by the default settings (0.33x), see above.
+- **SIGKILLed worker's replacement: <= 0.35x gunicorn and <= 1x the floor: not met.**
+  0.47x and 0.50x gunicorn at N=4 and N=32 (7.0 and 7.9 ms against 16.2 and 15.8), 3.1x
+  and 3.9x the floor (2.2 and 2.0 ms). Meeting 0.35x would take 5.5 ms, 2.4 ms less. The
+  faults above come to about 1300 a respawn, some 4 ms at 3 us each, where the floor
+  takes about 70: a master whose pages are shared with every worker it forked, and a
+  worker that starts in an interpreter holding `threading` and `logging`, pay them on
+  every respawn; the floor (no imports, no decision, no worker start-up) does not. The
+  step that could remove the master's share is structural: forking workers from a small
+  helper process rather than from the master, so that the master's own pages are never
+  shared with a new child. That is not done here.
+- **TTIN: <= 0.25x gunicorn: not met.** 0.49x and 0.50x (6.3 and 6.4 ms against 12.8
+  and 13.8): the same steps as a respawn but the kill.
+- **32 workers ready after launch: <= 0.035x gunicorn and <= 1.2x the floor: not met.**
+  0.15x gunicorn (0.27 s against 1.78 s) and 6.5x the floor (42 ms). The floor is a bare
+  interpreter that forks; prefork's launch starts an interpreter with `site`, imports
+  prefork, `transitions`, `logging` and the job, checks the job and the options, then
+  forks each worker from a 22 MiB process (1.4 ms a fork, and 600 faults in each
+  child). Those imports and checks are most of the 0.22 s that N=4 already takes.
+- **Stops of 32 idle workers, <= 0.05x: met for QUIT at N=4 only** (0.050x); TERM at N=4
+  0.052x, QUIT and TERM at N=32 0.054x and 0.065x: 18 to 57 ms against gunicorn's 0.35
+  to 1 s. Each exit is one event for the core (its reap, its lines, the rules), 0.2 to
+  0.35 ms on a simulated pool, paid one after the other.
+- **Forking strategy, >= 0.9x a bare fork loop in every repetition: not met** (median
+  0.78x, lowest 0.77x: 421 against 537 performs a second). The 0.5 ms a perform costs
+  more than the bare loop is the child's start: faults of an interpreter holding prefork
+  (the bare loop's process imports far less), its title (`setproctitle`), its
+  parent-death signal, and the worker's wait on the child's pidfd.
+- **Memory, <= 0.35x: met** by the default settings (0.35x; see above).
 
 ## Cost as the pool grows
 
-Measured at 16, 256 and 1024 workers (3 repetitions; the same load as above).
+Measured at 16, 256 and 1024 workers (3 repetitions).
 
 - **Idle**: no wake-up and no CPU at any size, once the master has read its workers'
   notices (at 1024 that takes it a few seconds after the last worker is ready).
-- **What was O(N) per wake-up and is not any more**: the scoreboard scan (each wake-up
-  read every worker's slot: about 2 ms at 1024; now only the slots of the workers that
-  gave notice, all of them only at the timed scan, a due deadline, or a status), `poll`
-  over one pidfd per worker (83 us per call at 1024; `epoll` 0.4 us at every size), and
-  the status line's count of live workers (a walk of the roster after every event; the
-  core's handling of one respawn on a simulated pool of 1024 went from 700+415+423 us
-  to 345+82+91 us, the same as at 16).
-- **Respawn latency and CPU per exit, <= 1.5x from 16 to 1024.** The table's scaling
-  figures come from a run made after the last change below (see the note at the top):
-  the master's CPU per exit and respawn is 1.06x (3.4 ms at both sizes, met; 1.98x in
-  the full run before that change), the settled respawn 1.55x (missed by 0.05x, with
-  paired ratios from 0.59 to 1.68 at a load average of 10: the spread is the load's).
-  Traced at 1024 before it, the master's step from a respawn's collected events to the
-  replacement's fork took 4-11 ms (0.9 ms at 16), while the same events cost the
-  simulated core 0.35 ms at either size; counting page faults found why: 1087 minor
-  faults in that step at 1024, 79 at 16. `transitions` keeps a machine's models in a
-  list, and its `add_model` and `remove_model` (each respawn calls both) compare the
-  model with every other, writing each one's reference count; every page of the master
-  is shared with the worker forked last, so each write copied a page. The roster's
-  machine now keeps its models by identity: 142 faults and 1.0 ms at 1024. What still
-  grows with N is measured: the master holds about 9 KiB per worker (PSS 5.3 MiB at 16,
-  14.5 MiB at 1024: records, `transitions` model, pidfd), and `fork()` copies the page
-  tables of all of it: 0.84 ms at 16, 1.4-3.3 ms at 1024 (traced, medians of 6-8).
+- **What was O(N) per wake-up or per event, and is not any more:** the scoreboard scan
+  (each wake-up read every worker's slot: about 2 ms at 1024; now only the slots of the
+  workers that gave notice), `poll` over one pidfd per worker (83 us per call at 1024;
+  `epoll` 0.4 us at every size), the status line's count of live workers (a walk of
+  the roster after every event), the worker machine's list of models (`transitions`
+  compared a model with every other on each respawn, writing each one's reference count:
+  1087 page faults per respawn at 1024, 142 since), the check for retiring workers whose
+  successor is ready (every retiring worker, on every pass of the rules: a quarter of
+  the master's time in a pool of 1024 recycling long performs; now only the workers a
+  change concerns), and a new worker's closing of the master's pidfds (one `close` each,
+  a thousand system calls at 1024; now one `close_range` per run of descriptors).
+- **Respawn latency and CPU per exit, <= 1.5x from 16 to 1024: met** (1.39x: 11.8 ms
+  against 8.5; and 1.23x: 5.8 ms of the master's CPU per exit against 4.6, at 99 exits a
+  second). In the full run before the last two changes (whose cycling job still recycled
+  at `max_performs=1`) they were 1.78x and 4.13x: the master of 1024 workers was
+  saturated (795 ms of CPU a second for 37 exits a second), and a profile put a quarter
+  of its time in the walk over the retiring workers and most of the rest in `fork()`.
+  What still grows with N is the master's memory (about 10 KiB per worker: records, the
+  `transitions` model, a pidfd), and `fork()` copies the page tables of all of it.
 - **Exits per second**: the cycling pool is asked for 10% of its size per second; the
-  note under the table gives what it reached at each size on this loaded machine.
-- **Boot per worker** went down with N (18.6, 7.8 and 7.4 ms per worker at 16, 256 and
-  1024 here), the interpreter's start being shared by more workers.
+  note under the table gives what it reached at each size.
 """
 
 
