@@ -1141,6 +1141,27 @@ this machine by the small programs described here (run beside the bench, not in 
 handles a SIGKILL and answers the replacement's fork in 0.3 to 0.6 ms, five to eight
 triggers per event.
 
+### Before and after the changes to the respawn path
+
+Measured by `--only breakdown` in an earlier round (N=32, medians of 8 before and of 8
+and 20 after, two runs each), while other work loaded the machine (load average 5-12 on
+2 cores), in microseconds; under that load only the steps that compute compare:
+
+| step | before | after |
+|---|---|---|
+| the kill reaches the master (the victim's exit, `poll` returns) | 1117-1430 | 1395-1710 |
+| reap (waitpid, the slot released) | 92-99 | 93-109 |
+| collect the turn (signals, scoreboard) | 158-179 | 132-144 |
+| the core decides, and the lines before the Spawn are written | 1317-1326 | 874-1129 |
+| fork() in the master | 827-908 | 839-1132 |
+| child start-up to `setup()` | 1137-1188 | 1319-1460 |
+
+What changed it: the log lines of an event that forks wait for its forks (a KILLed
+worker's error line was formatted and written before its replacement was forked: the
+core's step went from 1210-1464 to 916-938 us in interleaved runs). The changes since
+matter as N grows (see "Cost as the pool grows"); at N=32, on the quiet machine of the
+table above, the same steps are 1949, 117, 254, 1418, 1376 and 1887 us.
+
 ## Targets missed, by how much, and why
 
 From the tables above (a full run on a quiet machine: load average below 1 when it
