@@ -336,3 +336,20 @@ def test_a_state_changes_line_says_ready_replaced_or_transition() -> None:
     assert events() == [("replaced", "idle -> stopping (stop_requested)")]
     roster.change(third, "exited", 0, 1)
     assert [event for event, _ in events()] == ["transition", "exited"]
+
+
+def test_every_replaced_worker_of_one_event_is_stopped_in_that_event() -> None:
+    """A smaller target leaves two retiring workers without a slot: both are told to
+    stop at once, not one per event."""
+    from prefork.core.events import Scale
+
+    driver = booted(groups={"a": 3})
+    for pid in driver.pids():
+        driver.send(Observed(pid, PERFORMING, heartbeat_at=0.5, at=0.5))
+    retiring = driver.pids()[1:]
+    for pid in retiring:  # slots a.1 and a.2 recycle; their successors set up
+        driver.send(Observed(pid, PERFORMING, heartbeat_at=0.5, recycle="max_performs",
+                             at=1.0))
+    driver.send(Scale("a", 1))
+    stopping = [w.pid for w in driver.core.workers if w.state is WorkerState.STOPPING]
+    assert set(retiring) <= set(stopping)
