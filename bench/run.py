@@ -1100,7 +1100,7 @@ and it freezes the collector's generations around each fork, so a heap the modul
 at import is shared by every worker with default settings. The target (<= 0.35x) is
 therefore read against the pool that shares nothing, each worker building the heap in
 its `setup()` (what gunicorn does without `preload_app`), and it is met by the default
-(see the table: about 84 MiB against 244 MiB). `preload = true` gives the same total at
+(see the table: about 81 MiB against 241 MiB). `preload = true` gives the same total at
 start: what it changes is HUP (the module is not imported again) and the master's own
 collections, which then never walk the shared heap (`gc.freeze` for the master's life),
 so its pages stay shared over a long life.
@@ -1109,7 +1109,7 @@ so its pages stay shared over a long life.
 
 The traced table above (N=32, `bench/tracing.py`) splits one respawn, from the SIGKILL
 to the new worker's ready stamp, into the master's steps and the new worker's. Its
-figures carry the tracing's own cost (about 0.7 ms in all: 8.6 ms traced, 7.9 untraced).
+figures are medians of 20 traced respawns (a note costs about a microsecond).
 Four things account for nearly all of what prefork adds to the floor, each measured on
 this machine by the small programs described here (run beside the bench, not in it):
 
@@ -1123,7 +1123,7 @@ this machine by the small programs described here (run beside the bench, not in 
   (`getrusage` in the job's setup). One such fault costs **3 to 6 us** here (timed: a
   process writes one byte into each of 10000 pages it shares with a forked child). So
   roughly 2 to 4 ms of the master's step and 2 to 3.5 ms of the worker's start-up are
-  pages being copied, which is why the core's step takes 1.4 ms in the master and 0.3
+  pages being copied, which is why the core's step takes 1.3 ms in the master and 0.3
   to 0.6 ms on a simulated pool, where nothing was forked.
 - **CPython's own work after a fork**, in the child, before a line of prefork runs:
   250 faults at the child's first statement in an interpreter that imported prefork,
@@ -1132,10 +1132,10 @@ this machine by the small programs described here (run beside the bench, not in 
   code), `import logging` 213, `transitions` 217.
 - **fork() itself copies the page tables**, so it grows with the memory the master
   maps: 154 us in a bare interpreter (8.8 MiB resident), 682 us (at best 438) in one
-  that imported prefork (21.8 MiB), 1.4 ms in a running master of 32 workers (traced).
+  that imported prefork (21.8 MiB), 1.3 ms in a running master of 32 workers (traced).
 - **The kill reaching the master** (1.9 ms traced) is the kernel tearing the victim
   down before its pidfd turns readable; the floor pays it too, and it is most of the
-  floor's whole respawn (2.1 ms).
+  floor's whole respawn (2.0 ms).
 
 `transitions` itself is a smaller part: on a simulated pool (no fork, no faults) the core
 handles a SIGKILL and answers the replacement's fork in 0.3 to 0.6 ms, five to eight
@@ -1160,16 +1160,17 @@ What changed it: the log lines of an event that forks wait for its forks (a KILL
 worker's error line was formatted and written before its replacement was forked: the
 core's step went from 1210-1464 to 916-938 us in interleaved runs). The changes since
 matter as N grows (see "Cost as the pool grows"); at N=32, on the quiet machine of the
-table above, the same steps are 1949, 117, 254, 1418, 1376 and 1887 us.
+table above, the same steps are 1932, 109, 249, 1297, 1314 and 1930 us.
 
 ## Targets missed, by how much, and why
 
 From the tables above (a full run on a quiet machine: load average below 1 when it
-started; the scaling section itself loads it with up to 2048 processes):
+started; the scaling section itself loads it with its 1024 workers):
 
 - **SIGKILLed worker's replacement: <= 0.35x gunicorn and <= 1x the floor: not met.**
-  0.47x and 0.50x gunicorn at N=4 and N=32 (7.0 and 7.9 ms against 16.2 and 15.8), 3.1x
-  and 3.9x the floor (2.2 and 2.0 ms). Meeting 0.35x would take 5.5 ms, 2.4 ms less. The
+  0.49x and 0.59x gunicorn at N=4 and N=32 (7.4 and 9.1 ms against 15.0 and 14.8), 3.3x
+  and 4.4x the floor (2.0 ms at both). Meeting 0.35x would take 5.2 ms at N=32, 3.9 ms
+  less (2.1 ms less at N=4). The
   faults above come to about 1300 a respawn, some 4 ms at 3 us each, where the floor
   takes about 70: a master whose pages are shared with every worker it forked, and a
   worker that starts in an interpreter holding `threading` and `logging`, pay them on
@@ -1177,24 +1178,25 @@ started; the scaling section itself loads it with up to 2048 processes):
   step that could remove the master's share is structural: forking workers from a small
   helper process rather than from the master, so that the master's own pages are never
   shared with a new child. That is not done here.
-- **TTIN: <= 0.25x gunicorn: not met.** 0.49x and 0.50x (6.3 and 6.4 ms against 12.8
-  and 13.8): the same steps as a respawn but the kill.
+- **TTIN: <= 0.25x gunicorn: not met.** 0.50x and 0.56x (6.8 and 6.5 ms against 12.8
+  and 11.8): the same steps as a respawn but the kill.
 - **32 workers ready after launch: <= 0.035x gunicorn and <= 1.2x the floor: not met.**
-  0.15x gunicorn (0.27 s against 1.78 s) and 6.5x the floor (42 ms). The floor is a bare
+  0.16x gunicorn (0.29 s against 1.76 s) and 6.4x the floor (44 ms). The floor is a bare
   interpreter that forks; prefork's launch starts an interpreter with `site`, imports
   prefork, `transitions`, `logging` and the job, checks the job and the options, then
-  forks each worker from a 22 MiB process (1.4 ms a fork, and 600 faults in each
-  child). Those imports and checks are most of the 0.22 s that N=4 already takes.
-- **Stops of 32 idle workers, <= 0.05x: met for QUIT at N=4 only** (0.050x); TERM at N=4
-  0.052x, QUIT and TERM at N=32 0.054x and 0.065x: 18 to 57 ms against gunicorn's 0.35
-  to 1 s. Each exit is one event for the core (its reap, its lines, the rules), 0.2 to
-  0.35 ms on a simulated pool, paid one after the other.
+  forks each worker from a 22 MiB process (1.3 ms a fork, and 600 faults in each
+  child). Those imports and checks are most of the 0.18 s that N=4 already takes.
+- **Stops of idle workers, <= 0.05x: met for QUIT at N=4 only** (0.046x); TERM at N=4
+  0.066x, QUIT at N=32 0.050x (over by less than the rounding shows), TERM at N=32
+  0.060x: 21 to 57 ms against gunicorn's 0.36 to 1.02 s. Each exit is one event for the
+  core (its reap, its lines, the rules), 0.2 to 0.35 ms on a simulated pool, paid one
+  after the other.
 - **Forking strategy, >= 0.9x a bare fork loop in every repetition: not met** (median
-  0.78x, lowest 0.77x: 421 against 537 performs a second). The 0.5 ms a perform costs
-  more than the bare loop is the child's start: faults of an interpreter holding prefork
+  0.84x, lowest 0.75x: 463 against 500 performs a second). The 0.16 ms a perform costs
+  more than the bare loop (medians) is the child's start: faults of an interpreter holding prefork
   (the bare loop's process imports far less), its title (`setproctitle`), its
   parent-death signal, and the worker's wait on the child's pidfd.
-- **Memory, <= 0.35x: met** by the default settings (0.35x; see above).
+- **Memory, <= 0.35x: met** by the default settings (0.34x; see above).
 
 ## Cost as the pool grows
 
@@ -1213,10 +1215,13 @@ Measured at 16, 256 and 1024 workers (3 repetitions).
   the master's time in a pool of 1024 recycling long performs; now only the workers a
   change concerns), and a new worker's closing of the master's pidfds (one `close` each,
   a thousand system calls at 1024; now one `close_range` per run of descriptors).
-- **Respawn latency and CPU per exit, <= 1.5x from 16 to 1024: met** (1.39x: 11.8 ms
-  against 8.5; and 1.23x: 5.8 ms of the master's CPU per exit against 4.6, at 99 exits a
-  second). In the full run before the last two changes (whose cycling job still recycled
-  at `max_performs=1`) they were 1.78x and 4.13x: the master of 1024 workers was
+- **CPU per exit, <= 1.5x from 16 to 1024: met** (1.18x: 5.3 ms of the master's CPU per
+  exit against 4.6, at 114 exits a second). **Respawn latency, <= 1.5x: not met in this
+  run** (1.65x: 10.7 ms against 6.5), met in the `--only scale` run made just before it
+  on the same code (1.39x: 11.8 ms against 8.5): the figure at 16 moves by more between
+  runs than the one at 1024. In the full run before the last two changes (whose cycling
+  job still recycled at `max_performs=1`) they were 1.78x and 4.13x: the master of 1024
+  workers was
   saturated (795 ms of CPU a second for 37 exits a second), and a profile put a quarter
   of its time in the walk over the retiring workers and most of the rest in `fork()`.
   What still grows with N is the master's memory (about 10 KiB per worker: records, the
