@@ -353,3 +353,10 @@ def test_every_replaced_worker_of_one_event_is_stopped_in_that_event() -> None:
     driver.send(Scale("a", 1))
     stopping = [w.pid for w in driver.core.workers if w.state is WorkerState.STOPPING]
     assert set(retiring) <= set(stopping)
+
+
+def test_a_pool_of_no_workers_counts_none() -> None:
+    roster, config, _ = _roster(a=1, b=0)
+    _working(roster, config, "a", 0, 40)
+    assert (roster.active_count("a"), roster.active_count("b"), roster.active_count()) == (
+        1, 0, 1)
