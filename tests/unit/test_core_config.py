@@ -225,3 +225,8 @@ def test_a_config_made_directly_takes_every_options_declared_default() -> None:
     pool = PoolConfig()
     assert {o.name: getattr(pool, o.name) for o in MASTER_OPTIONS} == {
         o.name: o.default for o in MASTER_OPTIONS}
+
+
+def test_a_group_the_config_lacks_is_a_key_error_naming_it() -> None:
+    with pytest.raises(KeyError, match="nosuch"):
+        PoolConfig.of(groups={"mail": 1}).group("nosuch")

@@ -360,3 +360,11 @@ def test_a_pool_of_no_workers_counts_none() -> None:
     _working(roster, config, "a", 0, 40)
     assert (roster.active_count("a"), roster.active_count("b"), roster.active_count()) == (
         1, 0, 1)
+
+
+def test_a_worker_not_forked_yet_has_no_fork_time_and_no_made_up_attributes() -> None:
+    roster, config, _ = _roster(a=1)
+    worker = roster.enlist(config.group("a"), 0)
+    assert worker.forked_at is None
+    with pytest.raises(AttributeError, match="'Worker' object has no attribute 'nosuch'"):
+        worker.nosuch  # noqa: B018
