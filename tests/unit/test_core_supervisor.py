@@ -645,3 +645,13 @@ def test_the_report_counts_only_the_workers_the_stop_ended() -> None:
     effects = driver.send(ChildExited(second, 0, at=3))
     assert Log("info", "master stopped: 0 workers stopped gracefully, 1 stopped by TERM, "
                        "0 killed; 0 performs finished, 0 interrupted; exit status 0") in effects
+
+
+def test_the_master_has_only_its_tables_triggers_and_names_what_it_lacks() -> None:
+    """No ``to_<state>`` shortcut (``auto_transitions`` off): every state change is a
+    row of specs/master.md; and a name that is neither a trigger nor a part's callback
+    is an ``AttributeError`` that says so."""
+    master = Supervisor(PoolConfig.of(workers=1)).master
+    assert not any(hasattr(master, f"to_{state.value}") for state in MasterState)
+    with pytest.raises(AttributeError, match="'MasterModel' object has no attribute 'nosuch'"):
+        master.nosuch  # noqa: B018
