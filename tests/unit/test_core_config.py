@@ -230,3 +230,17 @@ def test_a_config_made_directly_takes_every_options_declared_default() -> None:
 def test_a_group_the_config_lacks_is_a_key_error_naming_it() -> None:
     with pytest.raises(KeyError, match="nosuch"):
         PoolConfig.of(groups={"mail": 1}).group("nosuch")
+
+
+def test_an_unknown_option_of_a_group_is_named_with_its_pool_and_value() -> None:
+    with pytest.raises(ConfigError) as caught:
+        PoolConfig.of(groups={"mail": {"workers": 1, "bogus": 7}})
+    assert str(caught.value) == "groups.mail.bogus=7: is not an option of a group"
+
+
+@pytest.mark.parametrize("optional", [True, False])
+def test_a_path_is_non_empty_text_and_none_only_where_optional(optional: bool) -> None:
+    path = FilePath(optional=optional)
+    bad = "must be a path (non-empty text)"
+    assert [path.why_not(value) for value in (None, "", 3, "pool.toml")] == [
+        None if optional else bad, bad, bad, None]
