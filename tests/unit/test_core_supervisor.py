@@ -652,6 +652,6 @@ def test_the_master_has_only_its_tables_triggers_and_names_what_it_lacks() -> No
     row of specs/master.md; and a name that is neither a trigger nor a part's callback
     is an ``AttributeError`` that says so."""
     master = Supervisor(PoolConfig.of(workers=1)).master
-    assert not any(hasattr(master, f"to_{state.value}") for state in MasterState)
+    assert not any(hasattr(master, f"to_{state.name}") for state in MasterState)
     with pytest.raises(AttributeError, match="'MasterModel' object has no attribute 'nosuch'"):
         master.nosuch  # noqa: B018
