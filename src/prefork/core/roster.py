@@ -29,9 +29,9 @@ from prefork.core.recycling import replaced
 from prefork.core.roster_check import recount
 from prefork.core.schedules import Deadlines, Vacancies
 from prefork.core.settings import GroupConfig, PoolConfig
+from prefork.core.worker_lines import transition_line
 from prefork.core.worker_machine import (
     ACTIVE,
-    READY,
     SAMPLED,
     WORKING,
     Worker,
@@ -155,26 +155,8 @@ class Roster:
             self.context.emit(Log("info", f"worker {worker.label} spawned",
                                   worker.fields("spawned")))
         if worker.state is not before:
-            self.context.insert(position, [self._transition_line(worker, before, trigger)])
-
-    def _transition_line(self, worker: Worker, before: WorkerState, trigger: str) -> Log:
-        """A worker's state change in a line. Between idle and performing it is at debug:
-        the master learns those from scoreboard samples taken whenever it happens to
-        wake, so such a line tells when the master looked, not when the perform began or
-        ended, and most performs are never seen at all (the scoreboard, the titles and
-        ``Snapshot`` show the live state)."""
-        after = worker.state
-        if before is WorkerState.SPAWNING and after in READY:
-            event = "ready"
-        elif trigger == "stop_requested" and (worker.generation < self.generation
-                                              or before is WorkerState.RETIRING):
-            event = "replaced"
-        else:
-            event = "transition"
-        level = "debug" if {before, after} <= SAMPLED else "info"
-        return Log(level, f"worker {worker.label} {before} -> {after} ({trigger})",
-                   worker.fields(event, **{"from": str(before), "to": str(after),
-                                           "trigger": trigger}))
+            self.context.insert(position, [transition_line(worker, before, trigger,
+                                                           self.generation)])
 
     @staticmethod
     def _no_row(worker: Worker, trigger: str, state: WorkerState) -> str:

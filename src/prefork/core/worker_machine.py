@@ -89,7 +89,7 @@ WORKER_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "reported_idle", "source": S.PERFORMING, "dest": S.IDLE, "after": "record_idle"},
     {"trigger": "reported_idle", "source": S.STOPPING, "dest": None, "after": "record_idle"},
     # two rows: from spawning the worker is ready (logged at info), from idle it is a
-    # sample (logged at debug: roster.Roster._transition_line)
+    # sample (logged at debug: worker_lines.transition_line)
     {"trigger": "reported_performing", "source": S.SPAWNING, "dest": S.PERFORMING,
      "after": "record_perform"},
     {"trigger": "reported_performing", "source": S.IDLE, "dest": S.PERFORMING,
