@@ -7,6 +7,9 @@ events one at a time and look at the effects and the whole state after each step
 from __future__ import annotations
 
 from prefork.core import Effect, Event, Forked, PoolConfig, Spawn, Supervisor
+from prefork.core.context import MachineContext
+from prefork.core.roster import Roster
+from prefork.core.worker_machine import Worker
 
 
 class Driver:
@@ -34,3 +37,18 @@ class Driver:
 
     def of(self, kind: type) -> list[Effect]:
         return [e for e in self.effects if isinstance(e, kind)]
+
+
+def bare_roster(**groups: int) -> tuple[Roster, PoolConfig, MachineContext]:
+    """A roster alone, no supervisor and no rules: a test drives it through its door."""
+    context = MachineContext()
+    config = PoolConfig.of(groups=groups, setup_timeout=None)
+    return Roster(config, context, lambda group, slot: 0.0), config, context
+
+
+def working(roster: Roster, config: PoolConfig, group: str, slot: int, pid: int) -> Worker:
+    """Enlist a worker for ``slot`` of ``group``, fork it as ``pid``, and read it idle."""
+    worker = roster.enlist(config.group(group), slot)
+    roster.change(worker, "forked", pid)
+    roster.change(worker, "reported_idle", 0.0, 0)
+    return worker

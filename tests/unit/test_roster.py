@@ -8,7 +8,7 @@ drift, and pin what a recount alone cannot tell.
 from __future__ import annotations
 
 import pytest
-from core_driver import Driver
+from core_driver import Driver, bare_roster, working
 
 from prefork.core import (
     Boot,
@@ -217,29 +217,16 @@ def test_the_bookkeeping_check_sees_a_replaced_worker_nobody_will_look_at() -> N
                                      "check"]
 
 
-def _roster(**groups: int) -> tuple[Roster, PoolConfig, MachineContext]:
-    context = MachineContext()
-    config = PoolConfig.of(groups=groups, setup_timeout=None)
-    return Roster(config, context, lambda group, slot: 0.0), config, context
-
-
-def _working(roster: Roster, config: PoolConfig, group: str, slot: int, pid: int):
-    worker = roster.enlist(config.group(group), slot)
-    roster.change(worker, "forked", pid)
-    roster.change(worker, "reported_idle", 0.0, 0)
-    return worker
-
-
 def test_replaced_workers_are_stopped_in_the_order_they_began_to_retire() -> None:
     """The roster alone, no rules between the steps: two workers retire, a and then b;
     b's successor works first, a's next; a is still the first to go."""
-    roster, config, _ = _roster(a=2)
-    a, b = _working(roster, config, "a", 0, 40), _working(roster, config, "a", 1, 41)
+    roster, config, _ = bare_roster(a=2)
+    a, b = working(roster, config, "a", 0, 40), working(roster, config, "a", 1, 41)
     roster.change(a, "recycle_requested", "max_performs", None)
     roster.change(b, "recycle_requested", "max_performs", None)
     assert roster.next_replaced() is None  # no successor works yet
-    _working(roster, config, "a", 1, 43)
-    _working(roster, config, "a", 0, 42)
+    working(roster, config, "a", 1, 43)
+    working(roster, config, "a", 0, 42)
     assert roster.next_replaced() is a
     roster.change(a, "stop_requested")
     assert roster.next_replaced() is b
@@ -247,8 +234,8 @@ def test_replaced_workers_are_stopped_in_the_order_they_began_to_retire() -> Non
 
 
 def test_a_retiring_worker_of_a_dropped_pool_is_replaced() -> None:
-    roster, config, _ = _roster(a=1, b=1)
-    worker = _working(roster, config, "b", 0, 40)
+    roster, config, _ = bare_roster(a=1, b=1)
+    worker = working(roster, config, "b", 0, 40)
     roster.change(worker, "recycle_requested", "max_performs", None)
     assert roster.next_replaced() is None
     roster.set_targets({"a": 1})  # a reload dropped pool b: no successor will come
@@ -256,11 +243,11 @@ def test_a_retiring_worker_of_a_dropped_pool_is_replaced() -> None:
 
 
 def test_the_bookkeeping_check_sees_a_retiring_worker_left_out_of_its_checks() -> None:
-    roster, config, _ = _roster(a=1)
-    old = _working(roster, config, "a", 0, 40)
+    roster, config, _ = bare_roster(a=1)
+    old = working(roster, config, "a", 0, 40)
     roster.change(old, "recycle_requested", "max_performs", None)
     assert roster.next_replaced() is None
-    _working(roster, config, "a", 0, 41)  # its successor works: a check is due
+    working(roster, config, "a", 0, 41)  # its successor works: a check is due
     assert roster.recount() == []
     roster._maybe_replaced.clear()  # behind the door's back
     assert roster.recount() == [
@@ -275,9 +262,9 @@ def test_the_bookkeeping_check_sees_a_retiring_worker_left_out_of_its_checks() -
 
 
 def test_the_bookkeeping_check_sees_the_retiring_order_lost() -> None:
-    roster, config, _ = _roster(a=2)
+    roster, config, _ = bare_roster(a=2)
     for slot, pid in ((0, 40), (1, 41)):
-        worker = _working(roster, config, "a", slot, pid)
+        worker = working(roster, config, "a", slot, pid)
         roster.change(worker, "recycle_requested", "max_performs", None)
     first, second = roster._retiring
     roster._retiring[first], roster._retiring[second] = 2, 1
@@ -286,9 +273,9 @@ def test_the_bookkeeping_check_sees_the_retiring_order_lost() -> None:
 
 
 def test_a_surplus_worker_that_dies_before_its_turn_leaves_the_candidates() -> None:
-    roster, config, _ = _roster(a=2)
-    _working(roster, config, "a", 0, 40)
-    extra = _working(roster, config, "a", 1, 41)
+    roster, config, _ = bare_roster(a=2)
+    working(roster, config, "a", 0, 40)
+    extra = working(roster, config, "a", 1, 41)
     roster.set_target("a", 1)  # a.1 is surplus: a candidate to retire
     roster.change(extra, "exited", 1, None)  # it died before the rules got to it
     assert roster.recount() == []
@@ -296,7 +283,7 @@ def test_a_surplus_worker_that_dies_before_its_turn_leaves_the_candidates() -> N
 
 
 def test_a_fork_is_logged_as_spawned_at_info_once() -> None:
-    roster, config, context = _roster(a=1)
+    roster, config, context = bare_roster(a=1)
     worker = roster.enlist(config.group("a"), 0)
     context.take()
     roster.change(worker, "forked", 40)
@@ -325,14 +312,14 @@ def test_every_replaced_worker_of_one_event_is_stopped_in_that_event() -> None:
 
 
 def test_a_pool_of_no_workers_counts_none() -> None:
-    roster, config, _ = _roster(a=1, b=0)
-    _working(roster, config, "a", 0, 40)
+    roster, config, _ = bare_roster(a=1, b=0)
+    working(roster, config, "a", 0, 40)
     assert (roster.active_count("a"), roster.active_count("b"), roster.active_count()) == (
         1, 0, 1)
 
 
 def test_a_worker_not_forked_yet_has_no_fork_time_and_no_made_up_attributes() -> None:
-    roster, config, _ = _roster(a=1)
+    roster, config, _ = bare_roster(a=1)
     worker = roster.enlist(config.group("a"), 0)
     assert worker.forked_at is None
     with pytest.raises(AttributeError, match="'Worker' object has no attribute 'nosuch'"):

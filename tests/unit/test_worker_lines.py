@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
-from prefork.core import Log, PoolConfig
-from prefork.core.context import MachineContext
-from prefork.core.roster import Roster
+from core_driver import bare_roster, working
 
-
-def _roster(**groups: int) -> tuple[Roster, PoolConfig, MachineContext]:
-    context = MachineContext()
-    config = PoolConfig.of(groups=groups, setup_timeout=None)
-    return Roster(config, context, lambda group, slot: 0.0), config, context
-
-
-def _working(roster: Roster, config: PoolConfig, group: str, slot: int, pid: int):
-    worker = roster.enlist(config.group(group), slot)
-    roster.change(worker, "forked", pid)
-    roster.change(worker, "reported_idle", 0.0, 0)
-    return worker
+from prefork.core import Log
 
 
 def test_a_state_changes_line_says_ready_replaced_or_transition() -> None:
     """The ``event`` field sorts the lines: a worker ready after its setup, a worker
     stopped because another replaces it (a reload's new generation, or a recycled
     worker's successor), and every other change."""
-    roster, config, context = _roster(a=3)
+    roster, config, context = bare_roster(a=3)
 
     def events() -> list[tuple[str, str]]:
         return [(dict(e.fields)["event"], e.message.split(" ", 4)[4]) for e in context.take()
                 if isinstance(e, Log) and dict(e.fields)["event"] != "spawned"]
 
-    first = _working(roster, config, "a", 0, 40)
+    first = working(roster, config, "a", 0, 40)
     assert events() == [("ready", "spawning -> idle (reported_idle)")]
     roster.change(first, "reported_performing", 1.0, 1)
     assert events() == [("transition", "idle -> performing (reported_performing)")]
@@ -38,11 +25,11 @@ def test_a_state_changes_line_says_ready_replaced_or_transition() -> None:
     context.take()
     roster.change(first, "stop_requested")
     assert events() == [("replaced", "retiring -> stopping (stop_requested)")]
-    second = _working(roster, config, "a", 1, 41)
+    second = working(roster, config, "a", 1, 41)
     context.take()
     roster.change(second, "stop_requested")  # a smaller target: no successor
     assert events() == [("transition", "idle -> stopping (stop_requested)")]
-    third = _working(roster, config, "a", 2, 42)
+    third = working(roster, config, "a", 2, 42)
     roster.new_generation()  # a reload: the old generation is replaced
     context.take()
     roster.change(third, "stop_requested")
@@ -52,8 +39,8 @@ def test_a_state_changes_line_says_ready_replaced_or_transition() -> None:
 
 
 def test_a_sampled_change_is_at_debug_and_the_others_at_info() -> None:
-    roster, config, context = _roster(a=1)
-    worker = _working(roster, config, "a", 0, 40)
+    roster, config, context = bare_roster(a=1)
+    worker = working(roster, config, "a", 0, 40)
     context.take()
     roster.change(worker, "reported_performing", 1.0, 1)
     roster.change(worker, "reported_idle", 2.0, 1)
